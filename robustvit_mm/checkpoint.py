@@ -1,0 +1,25 @@
+"""Local checkpoint loading under torch >= 2.6.
+
+torch 2.6 made ``torch.load(weights_only=True)`` the default; mmengine 0.10.7 checkpoints hold a
+``HistoryBuffer`` and numpy objects, so every load path of the stock tools (``test.py CKPT``,
+``--resume``, ``load_from``) fails with an UnpicklingError. Full unpickling is only safe for files
+the user names, so we re-register mmengine's loader for LOCAL paths only; URLs keep torch's safe
+default.
+"""
+import os.path as osp
+
+import torch
+from mmengine.runner import CheckpointLoader
+
+
+def load_local_checkpoint(filename, map_location=None):
+    """Load a local checkpoint file with full unpickling (the user named this file)."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file {filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def enable_local_checkpoint_loading():
+    """Make mmengine's local-file scheme (prefix '') use :func:`load_local_checkpoint`."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)

@@ -1,0 +1,2 @@
+"""Registered hooks."""
+from . import hooks  # noqa: F401  (registers)

@@ -1,0 +1,1 @@
+"""Foreground masks without annotation (TokenCut)."""

@@ -1,0 +1,145 @@
+"""GAE relevance (Chefer et al., ICCV 2021), as used by RobustViT; plus rollout and raw attention.
+
+GAE, per image (reference.md §1.2):
+    R = I;  for each block l:  Ā_l = mean_heads(relu(G_l * A_l));  R <- R + Ā_l R
+    relevance = R[CLS, patch tokens], reshaped to the patch grid, bilinear to the input size,
+    min-max normalised per image.
+with A_l the post-softmax attention and G_l = d(target logit)/dA_l, a CONSTANT (no create_graph),
+so the relevance is differentiable w.r.t. the weights through A_l only.
+
+Only the class token's row of R is ever read. Since R = (I + Ā_{L-1}) ... (I + Ā_0), that row is
+e_0^T (I + Ā_{L-1}) ... (I + Ā_0): a row vector pushed through the blocks from last to first, O(N^2)
+per block instead of the O(N^3) matrix product. Same numbers (associativity), far less work.
+"""
+import torch
+import torch.nn.functional as F
+
+from .capture import AttentionRecorder, unwrap_model
+
+# A map whose range is below this fraction of its magnitude is flat (float noise): it becomes zeros.
+FLAT_RELATIVE_TOLERANCE = 1e-6
+
+
+def classifier_logits(model, inputs):
+    """Logits of one ordinary forward of a supported model (mmpretrain classifier or timm model)."""
+    model = unwrap_model(model)
+    if hasattr(model, 'data_preprocessor') and hasattr(model, 'extract_feat'):
+        logits = model(inputs, mode='tensor')
+    else:
+        logits = model(inputs)
+    if isinstance(logits, (tuple, list)):  # e.g. a head returning (cls, dist) scores
+        logits = sum(logits) / len(logits)
+    if not torch.is_tensor(logits) or logits.dim() != 2:
+        raise TypeError(f'expected (B, num_classes) logits from {type(model).__name__}, got '
+                        f'{type(logits).__name__}')
+    return logits
+
+
+def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normalize=True):
+    """GAE relevance from recorded attention maps and their gradients.
+
+    Args:
+        maps, grads: per block, ``(B, heads, N, N)`` attention probabilities and d(score)/d(map).
+        num_prefix: tokens before the patch tokens (class token first).
+        grid: ``(h, w)`` patch grid; ``out_size``: ``(H, W)`` to upsample to, or None for the grid.
+        normalize: per-image min-max to [0, 1] (a flat map gives zeros).
+
+    Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance.
+    """
+    batch, _, tokens, _ = maps[0].shape
+    row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
+    row[:, :, 0] = 1  # e_0: the class token's row of R
+    for attn, grad in zip(reversed(maps), reversed(grads)):
+        # float32 so that bf16/fp16 autocast does not degrade the products and the normalisation
+        cam = (grad.float() * attn.float()).clamp(min=0).mean(dim=1)
+        row = row + torch.bmm(row, cam)
+    relevance = row[:, 0, num_prefix:].reshape(batch, 1, *grid)
+    if out_size is not None:
+        relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
+                                  align_corners=False)
+    return min_max_normalize(relevance) if normalize else relevance
+
+
+def min_max_normalize(maps):
+    """Per-image min-max to [0, 1]; a flat map (no range beyond float noise) gives zeros, not NaN."""
+    flat = maps.flatten(1)
+    low = flat.amin(dim=1, keepdim=True)
+    high = flat.amax(dim=1, keepdim=True)
+    span = high - low
+    is_flat = span <= FLAT_RELATIVE_TOLERANCE * torch.maximum(high.abs(), low.abs())
+    safe_span = torch.where(is_flat, torch.ones_like(span), span)
+    normed = torch.where(is_flat, torch.zeros_like(flat), (flat - low) / safe_span)
+    return normed.view_as(maps)
+
+
+def _explain(model, inputs, targets, combine, normalize, upsample):
+    """One forward with attention recorded, then ``combine(recorder, logits, targets)`` -> grid map."""
+    keep_graph = torch.is_grad_enabled()  # a no_grad caller gets detached results, no graph kept
+    with torch.enable_grad(), AttentionRecorder(model) as recorder:
+        logits = classifier_logits(model, inputs)
+        relevance = combine(recorder, logits, targets, keep_graph)
+        if upsample:
+            relevance = F.interpolate(relevance, size=tuple(inputs.shape[-2:]), mode='bilinear',
+                                      align_corners=False)
+        if normalize:
+            relevance = min_max_normalize(relevance)
+    if not keep_graph:
+        relevance, logits = relevance.detach(), logits.detach()
+    return relevance, logits
+
+
+def gae_relevance(model, inputs, targets=None, *, normalize=True, upsample=True,
+                  create_graph=False):
+    """GAE relevance maps of a Vision Transformer, with the logits of the same forward.
+
+    Args:
+        model: an mmpretrain ``ImageClassifier`` with a ViT-family backbone, a ``TimmClassifier``
+            wrapping a timm ViT, or a timm ``VisionTransformer`` (wrappers are unwrapped).
+        inputs: ``(B, 3, H, W)`` normalised images.
+        targets: ``(B,)`` class indices to explain, or None for each sample's top-1.
+        normalize: per-image min-max to [0, 1]; False gives the raw relevance.
+        upsample: bilinear to ``(H, W)``; False gives the patch grid ``(B, 1, h, w)``.
+        create_graph: make the gradient factor differentiable (second order); the paper keeps it
+            constant.
+
+    Returns:
+        ``(relevance, logits)``: ``(B, 1, H, W)`` float32 and ``(B, num_classes)``. One forward and
+        ONE ``autograd.grad`` over all blocks' maps. Works under ``torch.no_grad()`` callers.
+    """
+    def combine(recorder, logits, targets, keep_graph):
+        if targets is None:
+            targets = logits.argmax(dim=1)
+        # Sum of the target logits: sample b's logit has zero gradient on other samples' maps.
+        score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+        grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph or create_graph,
+                                    create_graph=create_graph)
+        return gae_from_attention(recorder.maps, grads, num_prefix=recorder.num_prefix,
+                                  grid=recorder.grid, normalize=False)
+
+    return _explain(model, inputs, targets, combine, normalize, upsample)
+
+
+def attention_rollout(model, inputs, targets=None, *, normalize=True, upsample=True):
+    """Attention rollout (Abnar & Zuidema 2020): R = prod_l (0.5 I + 0.5 mean_heads A_l), CLS row.
+
+    Class-agnostic: ``targets`` is accepted for a uniform signature and ignored.
+    """
+    def combine(recorder, logits, targets, keep_graph):
+        maps = recorder.maps
+        batch, _, tokens, _ = maps[0].shape
+        row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
+        row[:, :, 0] = 1
+        for attn in reversed(maps):
+            row = 0.5 * row + 0.5 * torch.bmm(row, attn.float().mean(dim=1))
+        return row[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
+
+    return _explain(model, inputs, targets, combine, normalize, upsample)
+
+
+def raw_attention(model, inputs, targets=None, *, normalize=True, upsample=True):
+    """The last block's head-averaged attention of the class token to the patches (class-agnostic)."""
+    def combine(recorder, logits, targets, keep_graph):
+        last = recorder.maps[-1].float().mean(dim=1)
+        return last[:, 0, recorder.num_prefix:].reshape(last.shape[0], 1, *recorder.grid)
+
+    return _explain(model, inputs, targets, combine, normalize, upsample)

@@ -1,0 +1,2 @@
+"""Overlay drawing for relevance maps."""
+from . import overlay  # noqa: F401

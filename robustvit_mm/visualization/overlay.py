@@ -1,0 +1,66 @@
+"""Panels for relevance figures: heat maps, overlays, masked images. All arrays are RGB uint8 (H, W, 3).
+
+OpenCV colour maps come out BGR; we convert once here so every caller gets RGB (the reference wrote
+RGB arrays with cv2.imwrite and so saved swapped colours).
+"""
+import cv2
+import numpy as np
+import torch
+
+
+def to_numpy_map(relevance):
+    """(1, H, W) / (H, W) tensor or array in [0, 1] -> float32 (H, W) array."""
+    if torch.is_tensor(relevance):
+        relevance = relevance.detach().float().cpu().numpy()
+    relevance = np.asarray(relevance, dtype=np.float32)
+    return relevance.reshape(relevance.shape[-2:])
+
+
+def denormalize_image(inputs, mean, std):
+    """(3, H, W) normalised tensor -> RGB uint8 (H, W, 3), using the preprocessor's mean/std (0-255)."""
+    mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    image = inputs.detach().float().cpu() * std + mean
+    return image.clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def heatmap(relevance):
+    """Relevance in [0, 1] -> JET colour map, RGB uint8."""
+    gray = (np.clip(to_numpy_map(relevance), 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def overlay(image, relevance, alpha=0.5):
+    """Blend the relevance heat map over the image (resized to the image if needed)."""
+    heat = heatmap(relevance)
+    if heat.shape[:2] != image.shape[:2]:
+        heat = cv2.resize(heat, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(image, 1 - alpha, heat, alpha, 0)
+
+
+def masked(image, mask):
+    """The image with the background (mask 0) darkened to black: what the mask keeps."""
+    weights = np.clip(to_numpy_map(mask), 0, 1)[..., None]
+    return (image.astype(np.float32) * weights).astype(np.uint8)
+
+
+def hstack_panels(panels, gap=2):
+    """Panels of equal height side by side, separated by white gaps."""
+    height = panels[0].shape[0]
+    spacer = np.full((height, gap, 3), 255, np.uint8)
+    row = []
+    for i, panel in enumerate(panels):
+        if panel.shape[0] != height:
+            raise ValueError(f'panel {i} has height {panel.shape[0]}, expected {height}')
+        row += [panel, spacer] if i < len(panels) - 1 else [panel]
+    return np.concatenate(row, axis=1)
+
+
+def vstack_rows(rows, gap=2):
+    """Rows of equal width one above the other."""
+    width = rows[0].shape[1]
+    spacer = np.full((gap, width, 3), 255, np.uint8)
+    out = []
+    for i, row in enumerate(rows):
+        out += [row, spacer] if i < len(rows) - 1 else [row]
+    return np.concatenate(out, axis=0)
