@@ -1,2 +1,2 @@
 """Registered hooks. They may run the model (and so use relevance/)."""
-from . import class_split_hook, relevance_hook, visualization_hook  # noqa: F401  (registers)
+from . import checkpoint_hook, class_split_hook, relevance_hook, visualization_hook  # noqa: F401

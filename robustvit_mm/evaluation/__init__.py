@@ -1,2 +1,2 @@
 """Registered metrics. Know nothing of models."""
-from . import metrics  # noqa: F401  (registers)
+from . import finetune_metric, metrics  # noqa: F401  (registers)

@@ -1,0 +1,14 @@
+# The paper's fine-tuning schedule (reference.md §2.3): AdamW with weight decay 1e-4 on ALL
+# parameters (no no-decay groups, no clipping, no warm-up), lr x 0.85 every 2 epochs, 50 epochs.
+# The per-model base lr is set by each model config (README of the authors' code).
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=3e-6, weight_decay=1e-4, betas=(0.9, 0.999), eps=1e-8))
+
+param_scheduler = dict(type='StepLR', by_epoch=True, step_size=2, gamma=0.85)
+
+train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+
+# The paper trains with batch 8 on one GPU: `--auto-scale-lr` rescales lr for other total batches.
+auto_scale_lr = dict(base_batch_size=8)

@@ -1,0 +1,44 @@
+# RobustViT fine-tuning of ViT-B/16 (original Google weights, in21k -> in1k @224) on ImageNet-S masks.
+# Pretrained weights: convert timm's `vit_base_patch16_224.orig_in21k_ft_in1k` checkpoint with
+#   python tools/convert_timm_weights.py vit_base_patch16_224.pth checkpoints/vit-base-p16_in1k.pth
+_base_ = [
+    'mmpretrain::_base_/models/vit-base-p16.py',
+    '../_base_/datasets/imagenet_s_masks.py',
+    '../_base_/schedules/robustvit_50e.py',
+    '../_base_/robustvit_runtime.py',
+]
+
+load_from = 'checkpoints/vit-base-p16_in1k.pth'
+
+model = dict(
+    type='RelevanceGuidedClassifier',
+    # The reference model has no dropout, attention dropout or drop-path (FLAG-4): one forward
+    # then computes exactly what its two forwards did.
+    backbone=dict(drop_rate=0.0, drop_path_rate=0.0, init_cfg=None),
+    head=dict(
+        _delete_=True,
+        type='ConfidenceBoostingHead',
+        num_classes=1000,
+        in_channels=768,
+        temperature=1.0,      # T (DeiT-B 0.65, DeiT-S 0.55, others 1)
+        loss_weight=0.2,      # lambda_acc
+        target='own_argmax',  # the paper's confidence boosting; 'gt' is the ablation
+    ),
+    relevance_loss=dict(
+        type='RelevanceFinetuneLoss',
+        loss_weight=0.8,          # lambda_seg
+        background_weight=2.0,    # lambda_bg
+        foreground_weight=0.3,    # lambda_fg
+        reverse_mask='reference',  # 'exact' for S~ = 1 - S on fractional mask pixels (FLAG-5)
+        ignore_pixels='background',  # 'exclude' keeps ImageNet-S ignore pixels out (FLAG-8)
+    ),
+    relevance_target='gt',
+    create_graph=False,  # the GAE gradient factor is a constant, as in the paper (FLAG-2)
+)
+
+optim_wrapper = dict(optimizer=dict(lr=3e-6))
+
+custom_hooks = [
+    dict(type='SaveClassSplitHook'),
+    dict(type='GAERelevanceHook', interval=100, num_samples=4),
+]

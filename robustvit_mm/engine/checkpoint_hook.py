@@ -1,0 +1,10 @@
+"""Best-checkpoint selection with the paper's tie rule."""
+from mmengine.hooks import CheckpointHook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class LatestBestCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook plus the rule ``'less_or_equal'``: the reference keeps the lowest
+    validation loss with ``val_loss <= best`` (ties go to the later epoch, reference §2.4)."""
+    rule_map = {**CheckpointHook.rule_map, 'less_or_equal': lambda x, y: x <= y}
