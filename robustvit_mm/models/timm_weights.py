@@ -4,7 +4,8 @@ Two targets:
 - 'mmpretrain': an ``ImageClassifier`` with ``VisionTransformer`` backbone and ViT head (the ViT-B/L
   and DeiT configs): timm's names are mapped onto mmpretrain's (``blocks.i.norm1`` ->
   ``backbone.layers.i.ln1``, ...). The math is identical (LN eps 1e-6, qkv bias, class token).
-- 'timm': a ``TimmClassifier`` (the AugReg configs): the same weights under ``model.``.
+- 'timm': a ``TimmClassifier`` (the AugReg configs): timm's own names, unchanged (TimmClassifier
+  strips/adds its ``model.`` prefix itself when saving/loading).
 """
 import re
 
@@ -66,7 +67,7 @@ def convert_timm_checkpoint(src, dst, target='mmpretrain'):
     if target == 'mmpretrain':
         converted = timm_vit_to_mmpretrain(state)
     elif target == 'timm':
-        converted = {f'model.{k}': v for k, v in state.items()}
+        converted = dict(state)
     else:
         raise ValueError(f"target={target!r}; use 'mmpretrain' or 'timm'")
     torch.save({'state_dict': converted, 'meta': {'converted_from': str(src), 'target': target}},
