@@ -1,1 +1,257 @@
-"""(in progress)"""
+"""Foreground-mask loading and joint image + mask geometric transforms.
+
+Result keys (CONTRIBUTING.md): ``fg_mask`` float32 (H, W), 1 = object; ``ignore_mask`` float32 (H, W),
+1 = ImageNet-S "ignore" pixel. They stay numpy arrays until
+``dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask'])`` stores them, unchanged, as fields
+of the data sample.
+"""
+import copy
+from contextlib import contextmanager
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform, TransformBroadcaster
+from mmcv.transforms.utils import cache_random_params
+from mmengine import fileio
+from mmpretrain.registry import TRANSFORMS
+
+IGNORE_ID = 1000  # ImageNet-S "ignored" region
+BACKGROUND_ID = 0  # ImageNet-S "other"
+MASK_KEYS = ('fg_mask', 'ignore_mask')
+
+
+def decode_imagenet_s_ids(mask: np.ndarray, path: str = '?') -> np.ndarray:
+    """ImageNet-S id map (int32, (H, W)) of a decoded PNG.
+
+    ``mask`` is what ``cv2.imread(..., IMREAD_UNCHANGED)`` returns: (H, W) grayscale (the value is
+    the id), or (H, W, 3|4) in BGR(A) order, decoded as id = G * 256 + R (the official encoding).
+    The arithmetic is done in int32: uint8 * 256 overflows under NumPy 2 (reference FLAG-19).
+    """
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim == 2:
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise ValueError(f'mask {path!r}: grayscale mask of dtype {mask.dtype}, expected integers')
+        return mask.astype(np.int32)
+    if mask.ndim != 3 or mask.shape[2] not in (3, 4):
+        raise ValueError(f'mask {path!r}: unsupported PNG layout with shape {mask.shape}; expected a '
+                         'grayscale or RGB(A) PNG')
+    if mask.dtype != np.uint8:
+        raise ValueError(f'mask {path!r}: colour mask of dtype {mask.dtype}; the ImageNet-S encoding '
+                         '(id = G*256 + R) needs 8-bit channels')
+    red = mask[:, :, 2].astype(np.int32)  # cv2 gives BGR(A)
+    green = mask[:, :, 1].astype(np.int32)
+    return green * 256 + red
+
+
+@TRANSFORMS.register_module()
+class LoadForegroundMask(BaseTransform):
+    """Load an ImageNet-S mask PNG from ``results['mask_path']`` as foreground / ignore maps.
+
+    Ids: 0 = "other" (background), 1000 = "ignore", any other id = the object category. At most one
+    category id may occur (as the reference asserts), else ``ValueError`` naming the file and ids.
+    Grayscale PNGs are read as ids directly (so a 0/255 binary mask also works).
+
+    Added keys:
+
+    - ``fg_mask`` (np.float32 (H, W)): 1 on the object.
+    - ``ignore_mask`` (np.float32 (H, W)): 1 where the id is 1000, whatever ``ignore_pixels`` says
+      (a loss can exclude those pixels).
+
+    Args:
+        ignore_pixels (str): What the ignore (1000) pixels are in ``fg_mask``: ``'background'``
+            (default, faithful to the reference, FLAG-8) or ``'foreground'``.
+        backend_args (dict, optional): mmengine file backend arguments.
+
+    If ``results['img']`` is present, its height and width must equal the mask's; otherwise a
+    ``ValueError`` names both files and sizes. This is deliberately an error rather than a silent
+    resize: ImageNet-S masks are at the resolution of their image, so a mismatch means wrong pairing.
+    """
+
+    def __init__(self, ignore_pixels: str = 'background', backend_args: Optional[dict] = None):
+        if ignore_pixels not in ('background', 'foreground'):
+            raise ValueError(f'LoadForegroundMask: ignore_pixels={ignore_pixels!r}, expected '
+                             "'background' or 'foreground'")
+        self.ignore_pixels = ignore_pixels
+        self.backend_args = copy.deepcopy(backend_args)
+
+    def _read(self, path: str) -> np.ndarray:
+        try:
+            data = fileio.get(path, backend_args=self.backend_args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'LoadForegroundMask: mask file {path!r} not found') from None
+        buf = np.frombuffer(data, np.uint8)
+        mask = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        if mask is None:
+            raise ValueError(f'LoadForegroundMask: cannot decode mask {path!r} (corrupt or not an image)')
+        return mask
+
+    def transform(self, results: Dict) -> Dict:
+        if 'mask_path' not in results:
+            raise KeyError('LoadForegroundMask: results have no "mask_path" '
+                           f'(keys: {sorted(results)})')
+        path = results['mask_path']
+        ids = decode_imagenet_s_ids(self._read(path), path)
+        present = np.unique(ids)
+        categories = present[(present != BACKGROUND_ID) & (present != IGNORE_ID)]
+        if categories.size > 1:
+            raise ValueError(f'LoadForegroundMask: mask {path!r} has {categories.size} category ids '
+                             f'{categories.tolist()}; an ImageNet-S mask holds at most one')
+        ignore = ids == IGNORE_ID
+        fg = (ids != BACKGROUND_ID) & ~ignore
+        if self.ignore_pixels == 'foreground':
+            fg |= ignore
+
+        img = results.get('img')
+        if img is not None and tuple(img.shape[:2]) != ids.shape:
+            raise ValueError(
+                f'LoadForegroundMask: mask {path!r} is {ids.shape[0]}x{ids.shape[1]} (HxW) but image '
+                f'{results.get("img_path", "?")!r} is {img.shape[0]}x{img.shape[1]}; mask_path and '
+                'img_path must be the same picture at the same resolution')
+        results['fg_mask'] = fg.astype(np.float32)
+        results['ignore_mask'] = ignore.astype(np.float32)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(ignore_pixels={self.ignore_pixels!r})'
+
+
+def _walk_transforms(obj, seen=None):
+    """Every transform object reachable from ``obj`` (lists, Compose, wrappers, nested attributes)."""
+    if seen is None:
+        seen = set()
+    if id(obj) in seen:
+        return
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _walk_transforms(item, seen)
+        return
+    if not isinstance(obj, BaseTransform):
+        return
+    seen.add(id(obj))
+    yield obj
+    for value in vars(obj).values():
+        if isinstance(value, (BaseTransform, list, tuple)):
+            yield from _walk_transforms(value, seen)
+
+
+@TRANSFORMS.register_module()
+class WithMask(TransformBroadcaster):
+    """Apply geometric transforms to ``img``, ``fg_mask`` and ``ignore_mask`` with identical random
+    parameters.
+
+    Built on ``mmcv.transforms.TransformBroadcaster(share_random_params=True)``: the image is
+    processed first (exactly as without the wrapper: same interpolation, same random draws, same
+    ``img_shape``/``scale_factor``/``flip``/... metadata), then each mask with the cached random
+    parameters of that draw. Only the image pass writes back other keys.
+
+    For the masks only, every wrapped transform (nested ones included) temporarily gets
+    ``interpolation=mask_interpolation``, ``backend='cv2'`` and ``pad_val=0``:
+
+    - ``'bilinear'`` (default, faithful to the reference, FLAG-5): cv2 ``INTER_LINEAR`` on float32,
+      which equals torch ``interpolate(mode='bilinear', align_corners=False, antialias=False)``,
+      the reference's torchvision-0.8 tensor resize. Boundary pixels become fractional.
+    - ``'nearest'``: mmcv's nearest (cv2 ``INTER_NEAREST``, as mmseg resizes label maps); the
+      masks stay exactly 0/1.
+
+    Padding (``RandomCrop(padding=...)``, ``CenterCrop(auto_pad=True)``, ``Pad``) fills masks with 0.
+
+    Wrap geometric transforms only (``Resize``, ``RandomResize``, ``RandomCrop``, ``CenterCrop``,
+    ``RandomFlip``, ``ResizeEdge``, ``RandomResizedCrop``, ...); photometric ones belong outside.
+    Absent mask keys are skipped, so the wrapper also works for plain images. Masks come out as
+    C-contiguous float32 (H, W) arrays.
+
+    Args:
+        transforms (list[dict | callable]): The geometric transforms (built in mmpretrain's
+            ``TRANSFORMS``, which falls back to mmcv's).
+        mask_interpolation (str): ``'bilinear'`` or ``'nearest'``.
+        mask_keys (Sequence[str]): Keys treated as masks. Default ``('fg_mask', 'ignore_mask')``.
+    """
+
+    def __init__(self,
+                 transforms: List[Union[dict, Callable[[Dict], Dict]]],
+                 mask_interpolation: str = 'bilinear',
+                 mask_keys: Sequence[str] = MASK_KEYS):
+        if mask_interpolation not in ('bilinear', 'nearest'):
+            raise ValueError(f'WithMask: mask_interpolation={mask_interpolation!r}, expected '
+                             "'bilinear' or 'nearest'")
+        if isinstance(transforms, (dict, BaseTransform)) or callable(transforms):
+            transforms = [transforms]
+        built = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in transforms]
+        self.mask_keys = tuple(mask_keys)
+        super().__init__(
+            transforms=built,
+            mapping={'img': ['img', *self.mask_keys]},
+            auto_remap=True,
+            allow_nonexist_keys=True,
+            share_random_params=True)
+        self.mask_interpolation = mask_interpolation
+        for t in _walk_transforms(list(self.transforms)):
+            methods = getattr(t, '_methods_with_randomness', None)
+            if methods and len(set(methods)) != len(methods):
+                # mmpretrain 1.2.0: EfficientNetRandomCrop re-decorates rand_crop_params, which
+                # appends the name twice to RandomResizedCrop's class-level list, so
+                # cache_random_params counts two calls and raises. De-duplicate on this instance only.
+                t._methods_with_randomness = list(dict.fromkeys(methods))
+
+    def _mask_value(self, attr, value):
+        """What attribute ``attr`` (now ``value``) of a wrapped transform becomes for the masks."""
+        if attr == 'interpolation':
+            return self.mask_interpolation
+        if attr == 'backend':
+            return 'cv2'
+        if attr == 'pad_val':  # a number/sequence (RandomCrop) or dict(img=..., seg=...) (Pad)
+            return {**value, 'img': 0} if isinstance(value, dict) else 0
+        if attr == 'pad_cfg' and isinstance(value, dict):  # CenterCrop(auto_pad=True) builds a Pad
+            return {**value, 'pad_val': 0}
+        return value
+
+    @contextmanager
+    def _mask_mode(self):
+        saved = []
+        try:
+            for t in _walk_transforms(list(self.transforms)):
+                for attr in ('interpolation', 'backend', 'pad_val', 'pad_cfg'):
+                    if attr in vars(t):
+                        value = getattr(t, attr)
+                        saved.append((t, attr, value))
+                        setattr(t, attr, self._mask_value(attr, value))
+            yield
+        finally:
+            for t, attr, value in reversed(saved):
+                setattr(t, attr, value)
+
+    def transform(self, results: Dict) -> Dict:
+        if results.get('img') is None:
+            raise KeyError('WithMask: results have no "img"; load the image before WithMask')
+        img_hw = tuple(results['img'].shape[:2])
+        present = [k for k in self.mask_keys if results.get(k) is not None]
+        for key in present:
+            mask = results[key]
+            if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.shape != img_hw:
+                raise ValueError(
+                    f'WithMask: results[{key!r}] must be a (H, W) numpy array of the image size '
+                    f'{img_hw}, got {type(mask).__name__} of shape {getattr(mask, "shape", None)} '
+                    f'(mask_path={results.get("mask_path", "?")!r}, '
+                    f'img_path={results.get("img_path", "?")!r})')
+
+        with cache_random_params(self.transforms):
+            out = self._apply_transforms(results.copy())
+            masks = {}
+            with self._mask_mode():
+                for key in present:
+                    scatter = results.copy()
+                    scatter['img'] = results[key].astype(np.float32, copy=False)
+                    masks[key] = self._apply_transforms(scatter)['img']
+
+        results.update(out)
+        for key, mask in masks.items():
+            if mask.ndim == 3 and mask.shape[2] == 1:
+                mask = mask[:, :, 0]
+            results[key] = np.ascontiguousarray(mask, dtype=np.float32)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(transforms={list(self.transforms)}, '
+                f'mask_interpolation={self.mask_interpolation!r}, mask_keys={self.mask_keys})')
