@@ -5,7 +5,7 @@
 IMG_ROOT/<class>/<stem>.<JPEG|jpg|jpeg|png>  ->  OUT_ROOT/<class>/<stem>.png
 
 Masks use the ImageNet-S encoding (id = G*256 + R; foreground 1, background 0), so
-ImageNetSMaskDataset reads them unchanged (e.g. configs/robustvit/vit-base-p16_robustvit-tokencut_imagenet.py).
+ImageNetSMaskDataset reads them unchanged (configs/robustvit/vit-base-p16_robustvit-tokencut_imagenet.py).
 """
 import argparse
 import os.path as osp
