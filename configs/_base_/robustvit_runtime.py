@@ -2,7 +2,8 @@
 # checkpoint rule (keep the lowest validation loss over held-out classes, ties -> later epoch).
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
+# `custom_imports` (loading the plugin) comes with the mask dataset bases: mmengine forbids the same
+# key in two bases of one config.
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
