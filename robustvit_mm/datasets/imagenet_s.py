@@ -1,1 +1,258 @@
-"""(in progress)"""
+"""ImageNet-S foreground masks paired with ImageNet images (the RobustViT training data).
+
+On disk (ImageNet-S919 ``train-semi-segmentation`` masks pair with ImageNet-1k ``train`` images)::
+
+    <data_root>/<mask_path>/<wnid>/<name>.png      ImageNet-S mask (id = G*256 + R)
+    <data_root>/<img_path>/<wnid>/<name>.JPEG      the image (.JPEG/.jpg/.jpeg/.png accepted)
+
+Differences from the reference ``segmentation_dataset.py`` (reference.md section 3.3, FLAG-7):
+
+- class folders and mask files are SORTED, never taken in ``os.listdir`` order;
+- the class list is then shuffled with ``random.Random(split_seed)``; every seed (0 included) is a
+  real seed (the reference skipped the shuffle for seed 0 and shuffled an unsorted list);
+- stray files at the top level are skipped instead of crashing the listing.
+
+Faithful parts: the 10 wnids that ImageNet-S919 merged are dropped (914 classes remain), train = the
+first ``num_classes`` shuffled classes with the first ``num_samples`` masks each, val = the remaining
+classes with 1 mask each, and the label is the ImageNet-1k index of the wnid.
+"""
+import os
+import os.path as osp
+import random
+from typing import Dict, List, Optional, Sequence, Union
+
+from mmengine.logging import print_log
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.registry import DATASETS
+
+from .imagenet_classes import imagenet_index, imagenet_wnids
+
+# The five pairs ImageNet-S919 merged (key merged into value), reference.md section 3.3: only the
+# "value" wnids exist as ImageNet-S919 folders; the reference drops all ten from the class list.
+MERGED_TAGS = frozenset({
+    'n04356056', 'n04355933',  # sunglasses / sunglass
+    'n04493381', 'n02808440',  # tub / bathtub
+    'n03642806', 'n03832673',  # laptop / notebook
+    'n04008634', 'n03773504',  # projectile / missile
+    'n03887697', 'n15075141',  # paper towel / toilet tissue
+})
+
+IMAGE_EXTENSIONS = ('.JPEG', '.jpg', '.jpeg', '.png', '.JPG', '.PNG')
+MASK_EXTENSION = '.png'
+SPLITS = ('train', 'val', 'all')
+LABEL_MODES = ('imagenet1k', 'sorted_folders')
+
+
+@DATASETS.register_module()
+class ImageNetSMaskDataset(BaseDataset):
+    """ImageNet-S masks + ImageNet images with a sorted, seeded class split.
+
+    Args:
+        data_root (str): Root that ``data_prefix`` paths are relative to.
+        data_prefix (dict): ``img_path`` (image class folders) and ``mask_path`` (mask class
+            folders), relative to ``data_root`` unless absolute.
+        split (str): ``'train'`` (the first ``num_classes`` shuffled classes, ``num_samples`` masks
+            each), ``'val'`` (the held-out classes, 1 mask each) or ``'all'`` (every class, every
+            mask; ``num_classes``/``num_samples``/``split_seed`` are then unused).
+        num_classes (int): Number of training classes. Default 500 (the paper).
+        num_samples (int): Masks per training class (the first ones in sorted file order). Default 3.
+        split_seed (int): Seed of ``random.Random`` that shuffles the sorted class list.
+        labels (str): ``'imagenet1k'``: ``gt_label`` is the ImageNet-1k index of the wnid folder, and
+            ``metainfo['classes']`` are the 1000 ImageNet-1k wnids; ``'sorted_folders'``: ``gt_label``
+            is the index of the folder among the sorted class folders (merged wnids dropped), and
+            ``metainfo['classes']`` are those folder names (for non-ImageNet data).
+        pipeline (Sequence): Transforms.
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments (``lazy_init``,
+            ``indices``, ``serialize_data``, ``test_mode``, ``metainfo``, ...).
+
+    Every data item has ``img_path``, ``mask_path`` and ``gt_label`` (int). ``split_wnids`` is
+    ``dict(train=[...], val=[...])`` (``dict(all=[...])`` for ``split='all'``), the class folders of
+    the split definition, whichever of its halves this dataset serves.
+
+    Class folders are the directories of the mask root (hidden ones, starting with '.', and
+    non-directory entries are skipped); masks are the ``*.png`` files in a class folder (other files
+    are ignored). An empty class folder, a missing root, a mask without its image, a folder that is
+    not an ImageNet-1k wnid (with ``labels='imagenet1k'``) or too few classes raise an error naming
+    the path or option.
+    """
+
+    def __init__(self,
+                 data_root: str = '',
+                 data_prefix: Union[str, dict] = dict(
+                     img_path='train', mask_path='train-semi-segmentation'),
+                 split: str = 'train',
+                 num_classes: int = 500,
+                 num_samples: int = 3,
+                 split_seed: int = 0,
+                 labels: str = 'imagenet1k',
+                 pipeline: Sequence = (),
+                 ann_file: str = '',
+                 metainfo: Optional[dict] = None,
+                 lazy_init: bool = False,
+                 **kwargs):
+        if split not in SPLITS:
+            raise ValueError(f'ImageNetSMaskDataset: split={split!r}, expected one of {SPLITS}')
+        if labels not in LABEL_MODES:
+            raise ValueError(f'ImageNetSMaskDataset: labels={labels!r}, expected one of {LABEL_MODES}')
+        if isinstance(data_prefix, str):
+            raise TypeError('ImageNetSMaskDataset: data_prefix must be a dict with img_path and '
+                            f'mask_path, got the string {data_prefix!r}')
+        data_prefix = dict(data_prefix)
+        missing = {'img_path', 'mask_path'} - set(data_prefix)
+        if missing:
+            raise ValueError(f'ImageNetSMaskDataset: data_prefix {data_prefix} lacks {sorted(missing)}')
+        if split != 'all':
+            if not isinstance(num_classes, int) or num_classes < 1:
+                raise ValueError(f'ImageNetSMaskDataset: num_classes={num_classes!r} must be an int >= 1')
+            if not isinstance(num_samples, int) or num_samples < 1:
+                raise ValueError(f'ImageNetSMaskDataset: num_samples={num_samples!r} must be an int >= 1')
+        self.split = split
+        self.num_classes = num_classes
+        self.num_samples = num_samples
+        self.split_seed = split_seed
+        self.labels = labels
+        self._scan_cache = None
+
+        super().__init__(
+            ann_file=ann_file,
+            metainfo=metainfo,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            pipeline=pipeline,
+            lazy_init=True,
+            **kwargs)
+
+        # metainfo['classes'] indexes gt_label, as in mmpretrain's ImageNet dataset.
+        if 'classes' not in self._metainfo:
+            if labels == 'imagenet1k':
+                self._metainfo['classes'] = tuple(imagenet_wnids())
+            else:
+                self._metainfo['classes'] = tuple(self._class_folders())
+        if not lazy_init:
+            self.full_init()
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def mask_root(self) -> str:
+        return self.data_prefix['mask_path']
+
+    @property
+    def img_root(self) -> str:
+        return self.data_prefix['img_path']
+
+    # --------------------------------------------------------------- scanning
+    def _class_folders(self) -> List[str]:
+        """Sorted class folder names of the mask root, merged wnids dropped."""
+        root = self.mask_root
+        if not osp.isdir(root):
+            raise FileNotFoundError(
+                f'ImageNetSMaskDataset: mask root {root!r} does not exist or is not a directory '
+                f'(data_root={self.data_root!r}, data_prefix mask_path)')
+        names = sorted(
+            e.name for e in os.scandir(root)
+            if e.is_dir() and not e.name.startswith('.') and e.name not in MERGED_TAGS)
+        if not names:
+            raise FileNotFoundError(f'ImageNetSMaskDataset: no class folders in mask root {root!r}')
+        return names
+
+    def _scan(self) -> Dict[str, List[str]]:
+        """{class folder: sorted mask file names}, for every class folder (cached)."""
+        if self._scan_cache is None:
+            files = {}
+            for name in self._class_folders():
+                folder = osp.join(self.mask_root, name)
+                masks = sorted(
+                    e.name for e in os.scandir(folder)
+                    if e.is_file() and not e.name.startswith('.')
+                    and osp.splitext(e.name)[1].lower() == MASK_EXTENSION)
+                if not masks:
+                    raise FileNotFoundError(
+                        f'ImageNetSMaskDataset: class folder {folder!r} holds no {MASK_EXTENSION} '
+                        'mask (an empty class folder would shift the class split; remove it)')
+                files[name] = masks
+            self._scan_cache = files
+        return self._scan_cache
+
+    def _split_classes(self) -> Dict[str, List[str]]:
+        classes = list(self._scan())  # sorted
+        if self.split == 'all':
+            return dict(all=classes)
+        if self.num_classes > len(classes) or (self.split == 'val' and self.num_classes == len(classes)):
+            raise ValueError(
+                f'ImageNetSMaskDataset: num_classes={self.num_classes} training classes requested but '
+                f'{self.mask_root!r} has {len(classes)} class folders (after dropping merged wnids)'
+                + ('; no class would be left for split="val"' if self.split == 'val' else ''))
+        shuffled = list(classes)
+        random.Random(self.split_seed).shuffle(shuffled)
+        return dict(train=shuffled[:self.num_classes], val=shuffled[self.num_classes:])
+
+    @property
+    def split_wnids(self) -> Dict[str, List[str]]:
+        """The class split: ``dict(train=[...], val=[...])`` (``dict(all=[...])`` for split 'all')."""
+        return {k: list(v) for k, v in self._split_classes().items()}
+
+    def _find_image(self, wnid: str, mask_file: str, mask_path: str) -> str:
+        stem = osp.splitext(mask_file)[0]
+        folder = osp.join(self.img_root, wnid)
+        found, seen = [], set()
+        for ext in IMAGE_EXTENSIONS:
+            path = osp.join(folder, stem + ext)
+            if osp.isfile(path):
+                st = os.stat(path)
+                key = (st.st_dev, st.st_ino)  # case-insensitive file systems list one file twice
+                if key not in seen:
+                    seen.add(key)
+                    found.append(path)
+        if not found:
+            raise FileNotFoundError(
+                f'ImageNetSMaskDataset: mask {mask_path!r} has no image: expected '
+                f'{osp.join(folder, stem + ".JPEG")!r} (or .jpg/.jpeg/.png)')
+        if len(found) > 1:
+            raise ValueError(f'ImageNetSMaskDataset: mask {mask_path!r} matches several images: {found}')
+        return found[0]
+
+    # ------------------------------------------------------------------ loading
+    def load_data_list(self) -> List[dict]:
+        files = self._scan()
+        split = self._split_classes()
+        classes = split[self.split]
+        if self.labels == 'imagenet1k':
+            known = set(imagenet_wnids())
+            bad = [name for name in files if name not in known]
+            if bad:
+                raise ValueError(
+                    f'ImageNetSMaskDataset: {len(bad)} class folder(s) of {self.mask_root!r} are not '
+                    f'ImageNet-1k wnids: {bad[:10]}{" ..." if len(bad) > 10 else ""} '
+                    "(labels='imagenet1k'; use labels='sorted_folders' for other data)")
+            label_of = {name: imagenet_index(name, source=self.mask_root) for name in files}
+        else:
+            label_of = {name: i for i, name in enumerate(files)}
+
+        per_class = {'train': self.num_samples, 'val': 1, 'all': None}[self.split]
+        data_list = []
+        for wnid in classes:
+            masks = files[wnid]
+            if per_class is not None:
+                if len(masks) < per_class:
+                    print_log(
+                        f'ImageNetSMaskDataset: {osp.join(self.mask_root, wnid)!r} has {len(masks)} '
+                        f'masks, fewer than num_samples={per_class}; using all of them',
+                        logger='current', level=30)
+                masks = masks[:per_class]
+            for mask_file in masks:
+                mask_path = osp.join(self.mask_root, wnid, mask_file)
+                data_list.append(dict(
+                    img_path=self._find_image(wnid, mask_file, mask_path),
+                    mask_path=mask_path,
+                    gt_label=int(label_of[wnid])))
+        return data_list
+
+    def extra_repr(self) -> List[str]:
+        return [
+            f'Split: \t{self.split}',
+            f'Mask root: \t{self.mask_root}',
+            f'Image root: \t{self.img_root}',
+            f'num_classes / num_samples / split_seed: \t'
+            f'{self.num_classes} / {self.num_samples} / {self.split_seed}',
+            f'Labels: \t{self.labels}',
+        ]

@@ -1,0 +1,113 @@
+# ImageNet-S foreground masks for RobustViT fine-tuning (reference.md sections 2.3, 3.3, 3.4, 10).
+#
+# ImageNet-S919 `train-semi-segmentation` masks (10 masked ImageNet-*train* images per class) pair with
+# the ImageNet-1k `train` images of the same wnid and file stem:
+#   <data_root>/ImageNetS919/train-semi-segmentation/<wnid>/<name>.png
+#   <data_root>/train/<wnid>/<name>.JPEG
+# Train = 500 classes x 3 masks (sorted files, classes sorted then shuffled with split_seed);
+# val = the 414 held-out classes x 1 mask. The class lists are written to
+# <work_dir>/imagenet_s_split.json by SaveClassSplitHook.
+#
+# Your own location: override `data_root` AND the dataloaders' `dataset.data_root` (a base-file
+# variable is substituted when this file is read), e.g.
+#   --cfg-options train_dataloader.dataset.data_root=/data/imagenet \
+#                 val_dataloader.dataset.data_root=/data/imagenet test_dataloader.dataset.data_root=/data/imagenet
+#
+# val_evaluator / test_evaluator are set by the method config (the relevance-guided val loss /
+# metrics). Batch Mixup/CutMix must stay off (they would break the image/mask pairing).
+#
+# stack.md pitfall: the stock train.py/test.py force persistent_workers=True, pin_memory=True into
+# every dataloader, which raises with num_workers=0. This file uses num_workers=4; a CPU-friendly
+# override with num_workers=0 must also set persistent_workers=False, pin_memory=False.
+
+custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
+
+dataset_type = 'ImageNetSMaskDataset'
+data_root = 'data/imagenet'
+data_prefix = dict(img_path='train', mask_path='ImageNetS919/train-semi-segmentation')
+
+# The paper normalises every model with mean = std = 0.5 (reference FLAG-6); images are loaded BGR.
+data_preprocessor = dict(
+    num_classes=1000,
+    mean=[127.5, 127.5, 127.5],
+    std=[127.5, 127.5, 127.5],
+    to_rgb=True,
+)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # ImageNet-S id = G*256 + R; ignore (1000) pixels are background in fg_mask (FLAG-8).
+    dict(type='LoadForegroundMask', ignore_pixels='background'),
+    # Same random crop/flip for image and masks; masks resized bilinear without antialias (FLAG-5).
+    dict(
+        type='WithMask',
+        mask_interpolation='bilinear',
+        transforms=[
+            # Absolute 256x256 resize: aspect-distorting, as the reference (FLAG-23). The image
+            # uses PIL bilinear like the reference's PIL pipeline.
+            dict(type='Resize', scale=(256, 256), keep_ratio=False,
+                 backend='pillow', interpolation='bilinear'),
+            dict(type='RandomCrop', crop_size=224),
+            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        ]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask', ignore_pixels='background'),
+    dict(
+        type='WithMask',
+        mask_interpolation='bilinear',
+        transforms=[
+            # Shorter side 256 (aspect kept), then the central 224x224.
+            dict(type='ResizeEdge', scale=256, edge='short',
+                 backend='pillow', interpolation='bilinear'),
+            dict(type='CenterCrop', crop_size=224),
+        ]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=4,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    drop_last=False,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=data_prefix,
+        split='train',
+        num_classes=500,
+        num_samples=3,
+        split_seed=0,
+        labels='imagenet1k',
+        pipeline=train_pipeline,
+    ),
+)
+
+val_dataloader = dict(
+    batch_size=10,
+    num_workers=4,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    drop_last=False,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=data_prefix,
+        split='val',  # the held-out classes, 1 mask each
+        num_classes=500,
+        num_samples=3,
+        split_seed=0,
+        labels='imagenet1k',
+        pipeline=val_pipeline,
+    ),
+)
+
+test_dataloader = val_dataloader
+
+# val_evaluator = ...   (set by the method config)
+# test_evaluator = ...  (set by the method config)
+
+# A child config that sets its own `custom_hooks` replaces this list: keep SaveClassSplitHook in it.
+custom_hooks = [dict(type='SaveClassSplitHook')]
