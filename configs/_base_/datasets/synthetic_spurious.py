@@ -1,0 +1,145 @@
+# Data pieces of the built-in spurious-background benchmark (32 px, 10 classes, 4-px patch grid).
+#
+# Generate the data first (fast, skipped if already there with the same parameters):
+#     .venv/bin/python tools/make_synthetic.py work_dirs/demo/data/seed0 --seed 0
+#
+# This base defines NO train_dataloader / val_dataloader / test_dataloader: an inheriting config picks
+# one of the named dataloaders below for each (assigning whole dicts avoids mmengine merging two
+# different datasets into one):
+#
+#   plain CE pretraining (biased):   train_dataloader = _base_.pretrain_dataloader
+#                                    val_dataloader   = _base_.in_dist_test_dataloader
+#   mask-supervised fine-tuning:     train_dataloader = _base_.finetune_dataloader        (masked/)
+#   (RobustViT, GradMask, RRR, ...)  val_dataloader   = _base_.finetune_val_dataloader    (masked_val/)
+#   testing:                         test_dataloader  = _base_.in_dist_test_dataloader    (p_match bias)
+#                                    test_dataloader  = _base_.shifted_test_dataloader    (never matches)
+#   relevance-vs-mask on shifted:    test_dataloader  = _base_.shifted_mask_test_dataloader
+#   (same images as shifted_test_dataloader, with fg_mask/ignore_mask from test_shifted_masks/)
+#
+# `data_root` below is only the default. mmengine does not re-evaluate the dataloader dicts when a
+# child config or --cfg-options changes `data_root`, so to point at another generated benchmark call
+# `robustvit_mm.datasets.synthetic.set_data_root(cfg, 'work_dirs/demo/data/seed1')` on the loaded
+# Config (it rewrites every `*_dataloader.dataset.data_root` and `cfg.data_root`), or set
+# `<name>_dataloader.dataset.data_root` for the dataloaders you use.
+#
+# Augmentation: none. A horizontal flip would keep the 4-px patch-grid alignment at 32 px, but it
+# mirrors the digit glyphs (test glyphs are never mirrored) and turns the 45-degree stripes of some
+# background classes into the 135-degree stripes of others, i.e. it would change both cues the
+# benchmark is about. Crops/resizes would break the "a patch is all object or all background" property.
+# The generator already randomises glyph colour, tile size/position, digit instance, stripe phase, noise.
+#
+# Loaders are CPU-friendly (num_workers=0 needs persistent_workers=False, pin_memory=False, because
+# the stock tools otherwise force True into them; see shared stack.md).
+
+data_root = 'work_dirs/demo/data/seed0'
+num_classes = 10
+image_size = 32
+
+data_preprocessor = dict(
+    num_classes=10,
+    mean=[127.5, 127.5, 127.5],
+    std=[127.5, 127.5, 127.5],
+    # LoadImageFromFile gives BGR; SyntheticSpuriousDataset also stores BGR.
+    to_rgb=True)
+
+# Image-only (ImageFolder splits: pretrain/, test_in_dist/, test_shifted/).
+pretrain_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='PackInputs'),
+]
+# Image + exact foreground mask (ImageNet-S layout: masked/, masked_val/, test_shifted + masks).
+mask_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+
+pretrain_dataloader = dict(
+    batch_size=64,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='CustomDataset',  # ImageFolder: labels = indices of the sorted class_* folders
+        data_root=data_root,
+        data_prefix='pretrain',
+        pipeline=pretrain_pipeline))
+
+finetune_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='ImageNetSMaskDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='masked/images', mask_path='masked/masks'),
+        split='all',
+        labels='sorted_folders',
+        pipeline=mask_pipeline))
+
+finetune_val_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='ImageNetSMaskDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='masked_val/images', mask_path='masked_val/masks'),
+        split='all',
+        labels='sorted_folders',
+        test_mode=True,
+        pipeline=mask_pipeline))
+
+in_dist_test_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        data_prefix='test_in_dist',
+        test_mode=True,
+        pipeline=test_pipeline))
+
+shifted_test_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        data_prefix='test_shifted',
+        test_mode=True,
+        pipeline=test_pipeline))
+
+shifted_mask_test_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='ImageNetSMaskDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='test_shifted', mask_path='test_shifted_masks'),
+        split='all',
+        labels='sorted_folders',
+        test_mode=True,
+        pipeline=mask_pipeline))
+
+accuracy_evaluator = dict(type='Accuracy', topk=(1, ))
+val_evaluator = accuracy_evaluator
+test_evaluator = accuracy_evaluator
