@@ -342,7 +342,38 @@ def test_base_config_parses(repo_root):
     assert ft.data_prefix == dict(img_path='masked/images', mask_path='masked/masks')
     assert [t['type'] for t in ft.pipeline] == ['LoadImageFromFile', 'LoadForegroundMask',
                                                 'PackInputs']
-    assert 'train_dataloader' not in cfg        # inheriting configs choose
+    assert 'train_dataloader' not in cfg and 'val_evaluator' not in cfg   # inheriting configs choose
+    assert cfg.custom_imports == dict(imports=['robustvit_mm'], allow_failed_imports=False)
     set_data_root(cfg, '/data/seed1')
     assert cfg.data_root == '/data/seed1'
     assert all(cfg[name].dataset.data_root == '/data/seed1' for name in loaders)
+
+
+def test_config_pipelines_read_the_written_benchmark(repo_root, bench, tmp_path):
+    """A child config inherits the base with the method runtime (no duplicate keys), picks named
+    dataloaders, and the mask pipeline (LoadForegroundMask) yields the exact tile masks."""
+    from mmengine import Config
+    from mmpretrain.registry import DATASETS
+    root, _ = bench
+    bases = [osp.join(repo_root, 'configs/_base_/datasets/synthetic_spurious.py')]
+    runtime = osp.join(repo_root, 'configs/_base_/robustvit_runtime.py')
+    if osp.isfile(runtime):
+        bases.append(runtime)
+    child = tmp_path / 'child.py'
+    child.write_text(f'_base_ = {bases!r}\n'
+                     'train_dataloader = _base_.finetune_dataloader\n'
+                     'val_dataloader = _base_.finetune_val_dataloader\n'
+                     'test_dataloader = _base_.shifted_mask_test_dataloader\n')
+    cfg = set_data_root(Config.fromfile(str(child)), str(root))
+    assert cfg.train_dataloader.dataset.data_prefix.mask_path == 'masked/masks'
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    arrays = generate_split(2, 0.9, 3, 'masked', num_classes=3)
+    assert len(ds) == 6 and ds.CLASSES == ('class_0', 'class_1', 'class_2')
+    for i in range(6):
+        out = ds[i]
+        sample = out['data_samples']
+        assert int(sample.gt_label) == arrays['labels'][i]
+        np.testing.assert_array_equal(np.asarray(sample.fg_mask), arrays['masks'][i])
+        assert not np.asarray(sample.ignore_mask).any()
+    shifted = DATASETS.build(cfg.test_dataloader.dataset)
+    assert len(shifted) == 6 and int(shifted[5]['data_samples'].gt_label) == 2

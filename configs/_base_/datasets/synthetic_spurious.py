@@ -3,7 +3,8 @@
 # Generate the data first (fast, skipped if already there with the same parameters):
 #     .venv/bin/python tools/make_synthetic.py work_dirs/demo/data/seed0 --seed 0
 #
-# This base defines NO train_dataloader / val_dataloader / test_dataloader: an inheriting config picks
+# This base defines NO train_dataloader / val_dataloader / test_dataloader (nor val/test_evaluator; use
+# `accuracy_evaluator` for the ImageFolder splits): an inheriting config picks
 # one of the named dataloaders below for each (assigning whole dicts avoids mmengine merging two
 # different datasets into one):
 #
@@ -31,9 +32,9 @@
 # Loaders are CPU-friendly (num_workers=0 needs persistent_workers=False, pin_memory=False, because
 # the stock tools otherwise force True into them; see shared stack.md).
 
+custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
+
 data_root = 'work_dirs/demo/data/seed0'
-num_classes = 10
-image_size = 32
 
 data_preprocessor = dict(
     num_classes=10,
@@ -43,11 +44,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 # Image-only (ImageFolder splits: pretrain/, test_in_dist/, test_shifted/).
-pretrain_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
+image_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='PackInputs'),
 ]
@@ -68,7 +65,7 @@ pretrain_dataloader = dict(
         type='CustomDataset',  # ImageFolder: labels = indices of the sorted class_* folders
         data_root=data_root,
         data_prefix='pretrain',
-        pipeline=pretrain_pipeline))
+        pipeline=image_pipeline))
 
 finetune_dataloader = dict(
     batch_size=16,
@@ -110,7 +107,7 @@ in_dist_test_dataloader = dict(
         data_root=data_root,
         data_prefix='test_in_dist',
         test_mode=True,
-        pipeline=test_pipeline))
+        pipeline=image_pipeline))
 
 shifted_test_dataloader = dict(
     batch_size=128,
@@ -123,7 +120,7 @@ shifted_test_dataloader = dict(
         data_root=data_root,
         data_prefix='test_shifted',
         test_mode=True,
-        pipeline=test_pipeline))
+        pipeline=image_pipeline))
 
 shifted_mask_test_dataloader = dict(
     batch_size=128,
@@ -140,6 +137,6 @@ shifted_mask_test_dataloader = dict(
         test_mode=True,
         pipeline=mask_pipeline))
 
+# Top-1 accuracy for the ImageFolder splits. val_evaluator / test_evaluator are NOT set here: the
+# method runtime base sets them, and mmengine forbids the same key in two bases of one config.
 accuracy_evaluator = dict(type='Accuracy', topk=(1, ))
-val_evaluator = accuracy_evaluator
-test_evaluator = accuracy_evaluator
