@@ -8,3 +8,4 @@ class LatestBestCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook plus the rule ``'less_or_equal'``: the reference keeps the lowest
     validation loss with ``val_loss <= best`` (ties go to the later epoch, reference §2.4)."""
     rule_map = {**CheckpointHook.rule_map, 'less_or_equal': lambda x, y: x <= y}
+    init_value_map = {**CheckpointHook.init_value_map, 'less_or_equal': float('inf')}

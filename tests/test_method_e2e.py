@@ -1,0 +1,140 @@
+"""The method end to end through mmpretrain's STOCK train.py / test.py, on a generated ImageNet-S tree.
+
+A tiny-ViT config inherits the paper's DeiT-S config and overrides only the model size, the image
+size, the data roots and (so that 3 short epochs can show an effect) the learning rate.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+from mini_imagenet_s import make_imagenet_s_tree
+from robustvit_mm.stock_tools import stock_tool_path
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PAPER_CONFIG = osp.join(REPO, 'configs', 'robustvit', 'deit-small-p16_robustvit_imagenet-s.py')
+
+TINY_CONFIG = '''
+_base_ = [{paper!r}]
+data_root = {root!r}
+data_prefix = {prefix!r}
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
+                            feedforward_channels=96), img_size=32, patch_size=4),
+    head=dict(in_channels=48))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='Resize', scale=(36, 36), keep_ratio=False),
+        dict(type='RandomCrop', crop_size=32),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal')]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='ResizeEdge', scale=36, edge='short'), dict(type='CenterCrop', crop_size=32)]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+split = dict(data_root=data_root, data_prefix=data_prefix, num_classes=4, num_samples=4)
+train_dataloader = dict(batch_size=4, **loader, dataset=dict(**split, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
+test_dataloader = val_dataloader
+load_from = {ckpt!r}
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+train_cfg = dict(max_epochs={epochs})
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [dict(type='SaveClassSplitHook'),
+                dict(type='GAERelevanceHook', interval=4, num_samples=2)]
+randomness = dict(seed=0)
+'''
+
+
+def write_config(tmp_path, tree, epochs):
+    path = tmp_path / f'tiny_{epochs}e.py'
+    path.write_text(TINY_CONFIG.format(paper=PAPER_CONFIG, root=tree['data_root'],
+                                       prefix=tree['data_prefix'], epochs=epochs,
+                                       ckpt=str(tmp_path / 'pretrained.pth')))
+    return str(path)
+
+
+def save_pretrained(config_path, out):
+    """A 'pretrained' tiny model: initialised weights with a random (not zero) head, so the
+    relevance is informative from the first step, as with real pretrained weights."""
+    import robustvit_mm  # noqa: F401
+    torch.manual_seed(0)
+    cfg = Config.fromfile(config_path)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.nn.init.normal_(model.head.layers.head.weight, std=0.5)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
+
+
+def run(tool, *args):
+    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
+    result = subprocess.run([sys.executable, stock_tool_path(tool), *args], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def scalars(work_dir):
+    """Every record of the runner's scalars.json (the LocalVisBackend log)."""
+    runs = sorted(d for d in os.listdir(work_dir) if osp.isdir(osp.join(work_dir, d, 'vis_data')))
+    records = []
+    for run_dir in runs:
+        with open(osp.join(work_dir, run_dir, 'vis_data', 'scalars.json')) as f:
+            records += [json.loads(line) for line in f]
+    return records
+
+
+@pytest.mark.slow
+def test_stock_train_test_resume(tmp_path):
+    tree = make_imagenet_s_tree(tmp_path / 'data', num_classes=6, per_class=4, size=(40, 48))
+    work_dir = str(tmp_path / 'work')
+
+    config = write_config(tmp_path, tree, epochs=3)
+    save_pretrained(config, tmp_path / 'pretrained.pth')
+    run('train.py', config, '--work-dir', work_dir)
+    records = scalars(work_dir)
+    train = [r for r in records if 'loss_background' in r]
+    for key in ('loss', 'loss_background', 'loss_foreground', 'loss_cls', 'relevance_iou'):
+        assert all(key in r and r[key] == r[key] and abs(r[key]) < 1e6 for r in train), key
+    # Relevance moves onto the object: IoU with the mask rises, the background term falls.
+    first, last = train[:2], train[-2:]
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    assert mean(last, 'relevance_iou') > mean(first, 'relevance_iou')
+    assert mean(last, 'loss_background') < mean(first, 'loss_background')
+    val = [r for r in records if 'relevance/loss' in r]
+    assert len(val) == 3 and all('accuracy/top1' in r for r in val)
+
+    files = os.listdir(work_dir)
+    best = [f for f in files if f.startswith('best_relevance_loss')]
+    assert len(best) == 1, files
+    with open(osp.join(work_dir, 'imagenet_s_split.json')) as f:
+        split = json.load(f)
+    assert sorted(split['train'] + split['val']) == sorted(tree['wnids'])
+    vis_dirs = [d for d in os.listdir(work_dir) if osp.isdir(osp.join(work_dir, d, 'vis_data'))]
+    pictures = os.listdir(osp.join(work_dir, vis_dirs[0], 'vis_data', 'vis_image'))
+    assert any(p.startswith('relevance_train') for p in pictures)
+    assert any(p.startswith('relevance_val') for p in pictures)
+
+    # Stock test.py on the best checkpoint (loading works under torch >= 2.6 via the plugin).
+    out = run('test.py', write_config(tmp_path, tree, epochs=3), osp.join(work_dir, best[0]),
+              '--work-dir', str(tmp_path / 'test'))
+    assert 'relevance/loss' in out and 'accuracy/top1' in out
+
+    # Resume for one more epoch.
+    out = run('train.py', write_config(tmp_path, tree, epochs=4), '--work-dir', work_dir,
+              '--resume')
+    assert 'resumed epoch: 3' in out.lower() or 'Epoch(train)   [4]' in out, out[-2000:]
+    assert osp.exists(osp.join(work_dir, 'epoch_4.pth'))
