@@ -77,6 +77,10 @@ def main(argv=None):
         print(f'error: --weights: {exc}', file=sys.stderr)
         return 2
     print(summary.line())
+    fallbacks = summary.fallback_low_iou + summary.fallback_empty
+    if fallbacks:
+        shown = ', '.join(fallbacks[:20]) + (f' ... ({len(fallbacks)} in all)' if len(fallbacks) > 20 else '')
+        print(f'NCut mask kept (refinement disagreed or was empty) for: {shown}')
     if summary.written and summary.seconds:
         print(f'{summary.seconds / summary.written:.3f} s per image')
     return 1 if summary.failures else 0
