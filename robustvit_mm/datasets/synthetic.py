@@ -358,7 +358,7 @@ def _write_split(root, split, arrays, names, rows):
 
 def write_benchmark(out_dir, seed=0, num_classes=10, image_size=32, pretrain_per_class=500,
                     masked_per_class=10, masked_val_per_class=5, test_per_class=100, p_match=0.9):
-    """Write the benchmark under ``out_dir`` (see the README of the layout below); return its meta dict.
+    """Write the benchmark under ``out_dir`` in the layout below; return the meta dict (meta.json).
 
     Layout (``<cls>`` = ``class_0`` ..., zero-padded; file stems are the split's sample index)::
 
