@@ -359,6 +359,10 @@ def test_cli_reports_a_bad_weights_file(tmp_path, capsys):
     bad = _save({'cls_token': torch.zeros(1, 1, 768)}, tmp_path / 'bad.pth')
     assert _tool().main([root, str(tmp_path / 'out'), '--weights', bad]) == 2
     assert 'bad.pth is not a DINO' in capsys.readouterr().err
+    assert _tool().main([root, root, '--weights', bad]) == 2
+    assert 'OUT_ROOT must differ from IMG_ROOT' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='must differ'):
+        generate_tokencut_masks(root, root + '/', model=object())
 
 
 @pytest.fixture(scope='module')

@@ -62,6 +62,9 @@ def main(argv=None):
     if not osp.isdir(args.img_root):
         print(f'error: IMG_ROOT {args.img_root} is not a folder', file=sys.stderr)
         return 2
+    if osp.realpath(args.out_root) == osp.realpath(args.img_root):
+        print('error: OUT_ROOT must differ from IMG_ROOT', file=sys.stderr)
+        return 2
     if not osp.isfile(args.weights):
         print(f'error: --weights {args.weights} is not a file', file=sys.stderr)
         return 2

@@ -110,8 +110,10 @@ def build_dino_vitb16(weights, device='cpu', arch=DINO_ARCH):
     """
     import timm  # heavy import, only needed here
 
-    model = timm.create_model(arch, num_classes=0, dynamic_img_size=True, pretrained=False)
     state = load_dino_state_dict(weights)
+    # Built on the meta device: no random initialisation, the checkpoint tensors become the weights.
+    with torch.device('meta'):
+        model = timm.create_model(arch, num_classes=0, dynamic_img_size=True, pretrained=False)
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state)
     if missing:
@@ -125,7 +127,12 @@ def build_dino_vitb16(weights, device='cpu', arch=DINO_ARCH):
     unexpected = sorted(k for k in state if k not in expected)
     if unexpected:
         warnings.warn(f'{weights}: ignoring {len(unexpected)} unexpected keys ({unexpected[:5]})')
-    model.load_state_dict({k: state[k] for k in expected}, strict=True)
+    weights_only = {k: state[k].to(dtype=v.dtype) for k, v in expected.items()}
+    model.load_state_dict(weights_only, strict=True, assign=True)
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        # Some tensor is not in the state dict (e.g. a non-persistent buffer): build it for real.
+        model = timm.create_model(arch, num_classes=0, dynamic_img_size=True, pretrained=False)
+        model.load_state_dict(weights_only, strict=True)
     return model.to(device).eval()
 
 
@@ -444,6 +451,8 @@ def generate_tokencut_masks(img_root, out_root, weights=None, *, model=None, dev
     log = log_file or sys.stdout
     if not osp.isdir(img_root):
         raise FileNotFoundError(f'image folder not found: {img_root}')
+    if osp.realpath(out_root) == osp.realpath(img_root):
+        raise ValueError(f'the mask folder must differ from the image folder {img_root}')
     rel_paths = list_images(img_root, exclude=(out_root, panels_dir))
     if max_per_class is not None:
         kept, count = [], {}
