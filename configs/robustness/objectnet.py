@@ -1,0 +1,10 @@
+# ObjectNet, the 113 classes that overlap ImageNet-1k: data/objectnet-1.0/{images,mappings}/. Paper
+# protocol: 1000-way argmax against the FIRST mapped class, no border crop (reference §6.3). The
+# standard protocol is objectnet_standard.py.
+_base_ = [
+    'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
+    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/datasets/robustness_base.py',
+]
+
+test_dataloader = dict(dataset=dict(type='ObjectNet', data_root='data/objectnet-1.0'))
