@@ -1,2 +1,2 @@
 """Registered models: the relevance-guided classifier, the confidence-boosting head, the losses."""
-from . import classifier, heads, losses  # noqa: F401  (registers)
+from . import baselines, classifier, heads, losses  # noqa: F401  (registers)
