@@ -1,0 +1,557 @@
+"""GradMask / RRR baselines (reference.md §4) and the loss-ablation configs.
+
+- the penalties equal a hand computation (a linear model, where the input gradient is a weight row)
+  and, on a tiny ViT, the same penalty computed from a plain forward of the model;
+- each penalty sends a non-zero gradient to the weights (double backward through the explicit
+  attention path), and none in ``reference_compat`` mode (the released, inert penalty, FLAG-1);
+- val/test attach per-sample terms whose mean is the training value (the checkpoint-rule loss);
+- every config in configs/baselines differs from its parent in exactly the keys it claims;
+- every GradMask/RRR config trains for an epoch through the STOCK train.py on a generated
+  ImageNet-S tree (slow).
+"""
+import functools
+import glob
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmpretrain.registry import METRICS, MODELS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+import robustvit_mm  # noqa: F401  (registers)
+from robustvit_mm.models.baselines import GradMaskLoss, RRRLoss
+from robustvit_mm.models.losses import reverse_mask
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BASELINES = osp.join(REPO, 'configs', 'baselines')
+EMBED, SIZE, PATCH, CLASSES = 32, 32, 8, 5
+PENALTIES = ('GradMaskLoss', 'RRRLoss')
+LOSS_NAME = dict(GradMaskLoss='loss_gradmask', RRRLoss='loss_rrr')
+
+
+# ------------------------------------------------------------------------------ helpers
+def build_classifier(penalty='GradMaskLoss', family='mmpretrain', **loss_kwargs):
+    torch.manual_seed(0)
+    saliency_loss = dict(type=penalty, **loss_kwargs)
+    if family == 'timm':
+        model = MODELS.build(dict(
+            type='InputGradientGuidedTimmClassifier', model_name='vit_tiny_patch16_224',
+            pretrained=False, img_size=SIZE, patch_size=PATCH, depth=2, embed_dim=EMBED,
+            num_heads=2, num_classes=CLASSES,
+            loss=dict(type='ConfidenceBoostingLoss', target='gt', loss_weight=0.2),
+            saliency_loss=saliency_loss))
+        nn.init.normal_(model.model.head.weight, std=0.5)
+        return model
+    model = MODELS.build(dict(
+        type='InputGradientGuidedClassifier',
+        backbone=dict(type='VisionTransformer', img_size=SIZE, patch_size=PATCH, drop_path_rate=0.,
+                      arch=dict(embed_dims=EMBED, num_layers=2, num_heads=2,
+                                feedforward_channels=2 * EMBED)),
+        head=dict(type='ConfidenceBoostingHead', num_classes=CLASSES, in_channels=EMBED,
+                  target='gt'),
+        data_preprocessor=dict(type='ClsDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3),
+        saliency_loss=saliency_loss))
+    nn.init.normal_(model.head.layers.head.weight, std=0.5)  # init_weights() zeroes it
+    return model
+
+
+def samples(batch, size=SIZE, ignore=False):
+    out = []
+    for i in range(batch):
+        mask = np.zeros((size, size), np.float32)
+        mask[4 + i:16 + i, 8:20] = 1
+        mask[3 + i, 8:20] = 0.5  # a fractional (bilinear) boundary row
+        ignore_mask = np.zeros_like(mask)
+        if ignore:
+            ignore_mask[:2] = 1
+        sample = DataSample().set_gt_label((2 * i + 1) % CLASSES)
+        sample.set_field(mask, 'fg_mask')
+        sample.set_field(ignore_mask, 'ignore_mask')
+        out.append(sample)
+    return out
+
+
+def mask_tensor(data):
+    return torch.stack([torch.from_numpy(d.fg_mask) for d in data])[:, None]
+
+
+def labels_of(data):
+    return torch.cat([d.gt_label for d in data])
+
+
+def grads(model):
+    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for n, p in model.named_parameters()}
+
+
+# ------------------------------------------------------------------------------ by hand
+class LinearModel(nn.Module):
+    """z = W vec(x) + b: d z_c / d x = W_c, so every penalty has a closed form."""
+
+    def __init__(self, classes=3, shape=(3, 4, 4)):
+        super().__init__()
+        torch.manual_seed(0)
+        self.shape = shape
+        self.fc = nn.Linear(int(np.prod(shape)), classes).double()
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def hand_case():
+    model = LinearModel()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([2, 0])
+    mask = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    mask[0, 0, 1:3, 1:3] = 1
+    mask[1, 0, 0, :] = 1
+    mask[1, 0, 1, 0] = 0.25  # fractional: the 'reference' rule keeps S~ = 0.25 there
+    return model, x, labels, mask
+
+
+def test_gradmask_equals_hand_computation():
+    model, x, labels, mask = hand_case()
+    W = model.fc.weight.detach().numpy().reshape(3, 3, 4, 4)
+    m = mask.numpy()
+    s_rev = np.where((m == 0) | (m == 1), 1 - m, m)  # the released three substitutions
+    g = W[labels.numpy()]  # d z[b, y_b] / d x_b = W[y_b]
+    expected = 0.8 * np.mean((g * s_rev) ** 2)  # mean over B*3*H*W, S~ broadcast over channels
+    loss = GradMaskLoss()
+    value = loss(model(x), x, labels, mask)
+    assert value.item() == pytest.approx(expected, rel=1e-10)
+    assert value.requires_grad  # create_graph: the penalty is a function of the weights
+    assert loss.per_sample(model(x), x, labels, mask).mean().item() == pytest.approx(expected,
+                                                                                    rel=1e-10)
+    exact = GradMaskLoss(reverse_mask='exact', loss_weight=1.0)(model(x), x, labels, mask)
+    assert exact.item() == pytest.approx(np.mean((g * (1 - m)) ** 2), rel=1e-10)
+
+
+def test_rrr_equals_hand_computation():
+    model, x, labels, mask = hand_case()
+    W = model.fc.weight.detach().numpy().reshape(3, -1)
+    z = model(x).detach().numpy()
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    eps = 1e-11
+    # d/dx_b sum_c log(p_bc + eps) = sum_c p_bc / (p_bc + eps) * (W_c - sum_k p_bk W_k)
+    mean_w = p @ W
+    g = np.stack([sum(p[b, c] / (p[b, c] + eps) * (W[c] - mean_w[b]) for c in range(3))
+                  for b in range(2)]).reshape(2, 3, 4, 4)
+    m = mask.numpy()
+    s_rev = np.where((m == 0) | (m == 1), 1 - m, m)
+    expected = 0.8 * np.sum((g * s_rev) ** 2)  # SUM reduction
+    loss = RRRLoss()
+    value = loss(model(x), x, labels, mask)
+    assert value.item() == pytest.approx(expected, rel=1e-8)
+    # per_sample: B x each image's sum, so that the batch mean is the batch loss
+    per = loss.per_sample(model(x), x, labels, mask)
+    assert per.mean().item() == pytest.approx(expected, rel=1e-8)
+    assert per[0].item() == pytest.approx(0.8 * 2 * np.sum((g[0] * s_rev[0]) ** 2), rel=1e-8)
+
+
+def test_penalty_gradient_to_the_weights_equals_hand_computation():
+    # GradMask on a linear model: L = 0.8 * mean_{b,i} (W[y_b, i] S~_bi)^2, so
+    # dL/dW[c, i] = 0.8 * 2 / N * W[c, i] * sum_{b: y_b = c} S~_bi^2.
+    model, x, labels, mask = hand_case()
+    GradMaskLoss()(model(x), x, labels, mask).backward()
+    W = model.fc.weight.detach().numpy()
+    s2 = np.broadcast_to(reverse_mask(mask).numpy() ** 2, (2, 3, 4, 4)).reshape(2, -1)
+    expected = np.zeros_like(W)
+    for b, c in enumerate(labels.tolist()):
+        expected[c] += 0.8 * 2 / s2.size * W[c] * s2[b]
+    np.testing.assert_allclose(model.fc.weight.grad.numpy(), expected, rtol=1e-10, atol=1e-15)
+
+    model.zero_grad()
+    compat = GradMaskLoss(reference_compat=True)(model(x), x, labels, mask)
+    assert not compat.requires_grad and compat.grad_fn is None  # the released inert penalty
+
+
+def test_penalty_options_and_errors():
+    model, x, labels, mask = hand_case()
+    ignore = torch.zeros_like(mask)
+    ignore[:, :, 3] = 1  # last row: background pixels that ImageNet-S marks 'ignore'
+    kept = GradMaskLoss()(model(x), x, labels, mask, ignore)
+    dropped = GradMaskLoss(ignore_pixels='exclude')(model(x), x, labels, mask, ignore)
+    assert dropped.item() < kept.item()
+    with pytest.raises(ValueError, match='reverse_mask'):
+        GradMaskLoss(reverse_mask='flip')
+    with pytest.raises(ValueError, match='ignore_pixels'):
+        RRRLoss(ignore_pixels='drop')
+    with pytest.raises(ValueError, match='foreground mask'):
+        GradMaskLoss()(model(x), x, labels, mask[:, :, :2])
+    x_plain = x.detach()
+    with pytest.raises(ValueError, match='require grad'):
+        GradMaskLoss()(model(x_plain), x_plain, labels, mask)
+
+
+# ------------------------------------------------------------------------------ the classifier
+@pytest.mark.parametrize('penalty', PENALTIES)
+def test_classifier_penalty_matches_a_plain_forward_of_the_model(penalty):
+    """The recorded (explicit-attention) forward gives the same input gradient as the model's
+    ordinary forward; the classifier's terms are the loss modules applied to it."""
+    model = build_classifier(penalty)
+    attention = vars(model.backbone.layers[0].attn).get('scaled_dot_product_attention')
+    inputs, data = torch.randn(3, 3, SIZE, SIZE), samples(3)
+    losses = model.loss(inputs, data)
+    assert set(losses) == {LOSS_NAME[penalty], 'loss_cls'}
+    # the fused attention is back after the recorded (explicit-attention) forward
+    assert vars(model.backbone.layers[0].attn).get('scaled_dot_product_attention') is attention
+
+    x = inputs.clone().requires_grad_(True)
+    logits = model(x, mode='tensor')  # fused attention, single backward only
+    labels = labels_of(data)
+    if penalty == 'GradMaskLoss':
+        score = logits.gather(1, labels[:, None]).sum()
+    else:
+        score = torch.log(F.softmax(logits, 1) + 1e-11).sum()
+    (g,) = torch.autograd.grad(score, x)
+    weighted = (g * reverse_mask(mask_tensor(data))).square()
+    expected = 0.8 * (weighted.mean() if penalty == 'GradMaskLoss' else weighted.sum())
+    assert losses[LOSS_NAME[penalty]].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert losses['loss_cls'].item() == pytest.approx(
+        0.2 * F.cross_entropy(logits, labels).item(), rel=1e-5)  # GT-label CE
+
+
+@pytest.mark.parametrize('family', ['mmpretrain', 'timm'])
+@pytest.mark.parametrize('penalty', PENALTIES)
+def test_each_penalty_reaches_the_weights_and_not_in_compat_mode(penalty, family):
+    inputs, data = torch.randn(2, 3, SIZE, SIZE), samples(2)
+    name = LOSS_NAME[penalty]
+
+    model = build_classifier(penalty, family)
+    losses = model.loss(inputs, data)
+    assert losses[name].requires_grad
+    losses[name].backward()  # the penalty alone: a double backward through the explicit attention
+    g = grads(model)
+    if family == 'timm':
+        trained = ['model.patch_embed.proj.weight', 'model.blocks.0.attn.qkv.weight',
+                   'model.blocks.1.mlp.fc2.weight', 'model.head.weight']
+        assert model.model.blocks[0].attn.fused_attn  # restored
+    else:
+        trained = ['backbone.patch_embed.projection.weight', 'backbone.layers.0.attn.qkv.weight',
+                   'backbone.layers.1.ffn.layers.1.weight', 'head.layers.head.weight']
+    for key in trained:
+        assert g[key].abs().sum() > 0, key
+
+    # reference_compat: same value, no graph; the total's gradient is the CE's alone.
+    compat = build_classifier(penalty, family, reference_compat=True)
+    compat_losses = compat.loss(inputs, data)
+    assert compat_losses[name].item() == pytest.approx(losses[name].item(), rel=1e-5)
+    assert not compat_losses[name].requires_grad
+    total, log_vars = compat.parse_losses(compat_losses)
+    assert log_vars[name] == pytest.approx(losses[name].item(), rel=1e-5)  # still logged
+    total.backward()
+    with_penalty = grads(compat)
+    ce_only = build_classifier(penalty, family, reference_compat=True)
+    ce_only.loss(inputs, data)['loss_cls'].backward()
+    for key, value in grads(ce_only).items():
+        torch.testing.assert_close(with_penalty[key], value, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize('penalty', PENALTIES)
+def test_predict_attaches_the_validation_loss_per_sample(penalty):
+    model = build_classifier(penalty)
+    inputs = torch.randn(3, 3, SIZE, SIZE)
+    train_terms = model.loss(inputs, samples(3))
+    model.eval()
+    with torch.no_grad():  # as mmengine's ValLoop
+        out = model.predict(inputs, samples(3))
+    name = LOSS_NAME[penalty]
+    terms = [d.relevance_losses for d in out]
+    assert all(set(t) == {name, 'loss_cls'} for t in terms)
+    for key in (name, 'loss_cls'):  # the mean over the batch is the training value
+        assert np.mean([t[key] for t in terms]) == pytest.approx(train_terms[key].item(), rel=1e-4)
+    assert out[0].pred_label is not None
+
+    metric = METRICS.build(dict(type='RelevanceFinetuneMetric'))
+    metric.process(None, out)
+    result = metric.compute_metrics(metric.results)
+    assert result['loss'] == pytest.approx(
+        sum(train_terms[k].item() for k in (name, 'loss_cls')), rel=1e-4)
+
+    plain = model.predict(inputs, [DataSample().set_gt_label(0) for _ in range(3)])
+    assert 'relevance_losses' not in plain[0]
+
+
+def test_non_vit_backbones_train_too():
+    """GradMask/RRR need no attention maps: a CNN runs its ordinary forward (double backward
+    works through convolutions and batch norm)."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='InputGradientGuidedClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=CLASSES, in_channels=64,
+                  loss=dict(type='CrossEntropyLoss', loss_weight=0.2)),
+        saliency_loss=dict(type='RRRLoss')))
+    losses = model.loss(torch.randn(2, 3, SIZE, SIZE), samples(2))
+    losses['loss_rrr'].backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_classifier_errors_name_the_problem():
+    with pytest.raises(TypeError, match='saliency_loss'):
+        build_classifier('RelevanceFinetuneLoss')
+    with pytest.raises(ValueError, match='Mixup/CutMix'):
+        MODELS.build(dict(
+            type='InputGradientGuidedClassifier', train_cfg=dict(augments=[dict(type='Mixup',
+                                                                                 alpha=0.8)]),
+            backbone=dict(type='VisionTransformer', arch='deit-tiny', img_size=SIZE,
+                          patch_size=PATCH),
+            head=dict(type='VisionTransformerClsHead', num_classes=CLASSES, in_channels=192)))
+    model = build_classifier()
+    with pytest.raises(KeyError, match='LoadForegroundMask'):
+        model.loss(torch.randn(1, 3, SIZE, SIZE), [DataSample().set_gt_label(0)])
+
+
+# ------------------------------------------------------------------------------ configs
+@functools.lru_cache(maxsize=None)
+def load(path):
+    return Config.fromfile(path)
+
+
+def flatten(value, prefix=''):
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(flatten(item, f'{prefix}.{key}' if prefix else str(key)))
+        return out
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(flatten(item, f'{prefix}[{i}]'))
+        return out or {prefix: value}
+    return {prefix: value}
+
+
+def config_diff(child, parent):
+    """Flattened keys whose values differ (or exist on one side only), ignoring bookkeeping."""
+    a = flatten(load(child).to_dict())
+    b = flatten(load(parent).to_dict())
+    skip = ('filename', 'text', '_scope_', 'model._scope_')
+    return {k for k in set(a) | set(b) if k not in skip and not k.endswith('._scope_')
+            and a.get(k, '<none>') != b.get(k, '<none>')}
+
+
+def robustvit(name):
+    return osp.join(REPO, 'configs', 'robustvit', name)
+
+
+def baseline(name):
+    return osp.join(BASELINES, name)
+
+
+ABLATIONS = {
+    'vit-base-p16_robustvit-gt-ce_imagenet-s.py': {'model.head.target'},
+    'vit-base-p16_robustvit-no-bg_imagenet-s.py': {'model.relevance_loss.background_weight'},
+    'vit-base-p16_robustvit-no-fg_imagenet-s.py': {'model.relevance_loss.foreground_weight'},
+    'vit-base-p16_robustvit-no-cls_imagenet-s.py': {'model.head.loss_weight'},
+    'vit-base-p16_robustvit-create-graph_imagenet-s.py': {'model.create_graph'},
+}
+MM_MODELS = ('vit-base-p16', 'vit-large-p16', 'deit-small-p16', 'deit-base-p16')
+TIMM_MODELS = ('augreg-vit-small-p16', 'augreg-vit-base-p16', 'augreg-vit-large-p16')
+MODELS_ = MM_MODELS + TIMM_MODELS
+SALIENCY = {f'model.saliency_loss.{k}' for k in
+            ('type', 'loss_weight', 'reference_compat', 'reverse_mask', 'ignore_pixels')}
+# GradMask vs RobustViT: the classifier and its losses, val batch 5 and the strict '<' rule.
+MM_GRADMASK = SALIENCY | {
+    'model.type', 'model.head.target', 'model.relevance_target', 'model.create_graph',
+    'model.relevance_loss.type', 'model.relevance_loss.loss_weight',
+    'model.relevance_loss.background_weight', 'model.relevance_loss.foreground_weight',
+    'model.relevance_loss.reverse_mask', 'model.relevance_loss.ignore_pixels',
+    'val_dataloader.batch_size', 'default_hooks.checkpoint.rule'}
+TIMM_GRADMASK = (MM_GRADMASK - {'model.head.target'}) | {'model.loss.target'}
+
+
+def slow_unless(condition):
+    return () if condition else (pytest.mark.slow,)
+
+
+def test_every_config_in_the_folder_is_covered():
+    names = {osp.basename(p) for p in glob.glob(osp.join(BASELINES, '*.py'))}
+    expected = set(ABLATIONS) | {f'{m}_{kind}_imagenet-s.py' for m in MODELS_
+                                 for kind in ('gradmask', 'rrr', 'gradmask-compat', 'rrr-compat')}
+    assert names == expected
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablation_configs_change_only_what_they_claim(name):
+    assert config_diff(baseline(name), robustvit('vit-base-p16_robustvit_imagenet-s.py')) == \
+        ABLATIONS[name]
+    cfg = load(baseline(name))
+    model = MODELS.build(dict(cfg.model, backbone=dict(
+        cfg.model.backbone, arch='deit-tiny', img_size=SIZE, patch_size=PATCH),
+        head=dict(cfg.model.head, in_channels=192)))
+    assert type(model).__name__ == 'RelevanceGuidedClassifier'
+
+
+@pytest.mark.parametrize('model_name', [
+    pytest.param(m, marks=slow_unless(m in ('vit-base-p16', 'augreg-vit-base-p16')))
+    for m in MODELS_])
+def test_baseline_configs_change_only_what_they_claim(model_name):
+    parent = robustvit(f'{model_name}_robustvit_imagenet-s.py')
+    gradmask = baseline(f'{model_name}_gradmask_imagenet-s.py')
+    rrr = baseline(f'{model_name}_rrr_imagenet-s.py')
+    claimed = TIMM_GRADMASK if model_name in TIMM_MODELS else MM_GRADMASK
+    assert config_diff(gradmask, parent) == claimed
+    assert config_diff(rrr, gradmask) == {'model.saliency_loss.type'}
+    for kind in ('gradmask', 'rrr'):
+        compat = baseline(f'{model_name}_{kind}-compat_imagenet-s.py')
+        assert config_diff(compat, baseline(f'{model_name}_{kind}_imagenet-s.py')) == {
+            'model.saliency_loss.reference_compat', 'train_dataloader.sampler.shuffle'}
+        assert load(compat).model.saliency_loss.reference_compat is True
+
+    cfg = load(gradmask)
+    assert cfg.model.saliency_loss.loss_weight == 0.8
+    assert cfg.val_dataloader.batch_size == 5 and cfg.train_dataloader.batch_size == 8
+    assert cfg.default_hooks.checkpoint.rule == 'less'
+    assert cfg.train_dataloader.sampler.shuffle is True
+    assert cfg.optim_wrapper.optimizer.lr == load(parent).optim_wrapper.optimizer.lr
+    ce = cfg.model.get('head', cfg.model.get('loss'))
+    assert ce.target == 'gt' and ce.loss_weight == 0.2
+
+
+# ------------------------------------------------------------------------------ stock train.py
+TINY = '''
+_base_ = [{config!r}]
+model = dict({model})
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='Resize', scale=(36, 36), keep_ratio=False),
+        dict(type='RandomCrop', crop_size=32),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal')]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='ResizeEdge', scale=36, edge='short'), dict(type='CenterCrop', crop_size=32)]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+split = dict(data_root={root!r}, data_prefix={prefix!r}, num_classes=2, num_samples=2)
+train_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
+test_dataloader = val_dataloader
+load_from = {ckpt!r}
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [dict(type='SaveClassSplitHook')]
+randomness = dict(seed=0)
+'''
+TINY_MM = ("backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2, "
+           "feedforward_channels=64), img_size=32, patch_size=8), head=dict(in_channels=32)")
+TINY_TIMM = ("model_name='vit_tiny_patch16_224', img_size=32, patch_size=8, depth=2, "
+             "embed_dim=32, num_heads=2")
+
+
+def write_tiny_config(directory, config, tree, checkpoint):
+    path = osp.join(directory, 'tiny_' + osp.basename(config))
+    timm = osp.basename(config).startswith('augreg')
+    with open(path, 'w') as f:
+        f.write(TINY.format(config=config, model=TINY_TIMM if timm else TINY_MM,
+                            root=tree['data_root'], prefix=tree['data_prefix'], ckpt=checkpoint))
+    return path
+
+
+def save_pretrained(config, out, timm):
+    """'Pretrained' tiny weights with a random (not zero) head, so the input gradient is not 0."""
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(config).model)
+    model.init_weights()
+    nn.init.normal_(model.model.head.weight if timm else model.head.layers.head.weight, std=0.5)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
+
+
+def scalars(work_dir):
+    records = []
+    for run_dir in sorted(os.listdir(work_dir)):
+        path = osp.join(work_dir, run_dir, 'vis_data', 'scalars.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                records += [json.loads(line) for line in f]
+    return records
+
+
+TRAIN_CONFIGS = [f'{m}_{kind}_imagenet-s.py' for m in MODELS_
+                 for kind in ('gradmask', 'rrr', 'gradmask-compat', 'rrr-compat')]
+
+# Runs the unmodified stock script once per config, in ONE child process (a fresh interpreter per
+# config would cost ~20 s of imports each on the 2-core CI machine), the way tools/train.py runs it.
+DRIVER = """
+import json, runpy, sys, traceback
+from robustvit_mm.stock_tools import stock_tool_path
+train_py = stock_tool_path('train.py')
+jobs, status_file = json.load(open(sys.argv[1])), sys.argv[2]
+status = {}
+for name, config, work_dir in jobs:
+    sys.argv = [train_py, config, '--work-dir', work_dir]
+    try:
+        runpy.run_path(train_py, run_name='__main__')
+        status[name] = 'ok'
+    except BaseException:
+        status[name] = traceback.format_exc()
+    json.dump(status, open(status_file, 'w'))
+sys.exit(0 if all(v == 'ok' for v in status.values()) else 1)
+"""
+
+
+@pytest.fixture(scope='module')
+def stock_training_runs(tmp_path_factory):
+    """Train every GradMask/RRR config (tiny override) for one epoch through the stock train.py."""
+    from mini_imagenet_s import make_imagenet_s_tree
+
+    root = str(tmp_path_factory.mktemp('baselines_train'))
+    tree = make_imagenet_s_tree(osp.join(root, 'data'), num_classes=4, per_class=2, size=(40, 48))
+    checkpoints = {timm: osp.join(root, f'pretrained_{timm}.pth') for timm in (False, True)}
+    jobs = []
+    for name in TRAIN_CONFIGS:
+        timm = name.startswith('augreg')
+        config = write_tiny_config(root, baseline(name), tree, checkpoints[timm])
+        if not osp.exists(checkpoints[timm]):
+            save_pretrained(config, checkpoints[timm], timm)
+        jobs.append((name, config, osp.join(root, 'work', name[:-3])))
+    with open(osp.join(root, 'jobs.json'), 'w') as f:
+        json.dump(jobs, f)
+    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
+    env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    status_file = osp.join(root, 'status.json')
+    result = subprocess.run([sys.executable, '-c', DRIVER, osp.join(root, 'jobs.json'),
+                             status_file], env=env, capture_output=True, text=True, timeout=1800)
+    status = json.load(open(status_file)) if osp.exists(status_file) else {}
+    return dict(result=result, status=status, work_dirs={name: w for name, _, w in jobs})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', TRAIN_CONFIGS)
+def test_baseline_config_trains_an_epoch_with_the_stock_train_py(stock_training_runs, name):
+    result = stock_training_runs['result']
+    status = stock_training_runs['status'].get(name)
+    assert status == 'ok', (status or '') + result.stdout[-2000:] + result.stderr[-3000:]
+
+    penalty = 'loss_rrr' if '_rrr' in name else 'loss_gradmask'
+    work_dir = stock_training_runs['work_dirs'][name]
+    records = scalars(work_dir)
+    train = [r for r in records if penalty in r]
+    assert train, records
+    for r in train:
+        for key in ('loss', penalty, 'loss_cls'):
+            assert math.isfinite(r[key]), (key, r)
+        assert r['loss'] == pytest.approx(r[penalty] + r['loss_cls'], rel=1e-3)
+    assert any(r[penalty] > 0 for r in train)
+    val = [r for r in records if 'relevance/loss' in r]
+    assert len(val) == 1 and math.isfinite(val[0]['relevance/loss'])
+    assert val[0][f'relevance/{penalty}'] > 0
+    assert any(f.startswith('best_relevance_loss') for f in os.listdir(work_dir))
