@@ -1,0 +1,155 @@
+"""tools/robustness_report.py: two checkpoints on the sets present, merged test.py JSON, outputs."""
+import csv
+import importlib.util
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from test_metrics import TINY_MODEL, save_tiny_checkpoint
+from test_shifted_datasets import WNIDS, make_folder_set, make_gtsegs_mat, make_objectnet
+
+
+def load_tool(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'robustness_report', osp.join(repo_root, 'tools', 'robustness_report.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_model_config(path):
+    with open(path, 'w') as f:
+        f.write(f'model = {TINY_MODEL!r}\n'
+                '# its own (native) normalisation, used by the standard protocol\n'
+                'data_preprocessor = dict(num_classes=1000, mean=[123.675, 116.28, 103.53],\n'
+                '                         std=[58.395, 57.12, 57.375], to_rgb=True)\n')
+    return str(path)
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        return list(csv.reader(f))
+
+
+def test_merge_only_report_and_json_checks(tmp_path, repo_root, capsys):
+    tool = load_tool(repo_root)
+    a = tmp_path / 'a.json'
+    a.write_text(json.dumps({'imagenet-a_standard/top1': 20.0, 'imagenet-a_standard/top5': 40.0}))
+    b = tmp_path / 'b.json'
+    b.write_text(json.dumps({'imagenet-a_standard/top1': 25.5, 'data_time': 0.1}))
+    out = tmp_path / 'report'
+    assert tool.main(['--protocol', 'standard', '--out', str(out), '--top5',
+                      '--results', 'before', 'imagenet-a', str(a),
+                      '--results', 'after', 'imagenet-a', str(b)]) == 0
+    rows = read_csv(out / 'report.csv')
+    assert rows[0] == ['set', 'metric', 'before', 'after', 'delta_after']
+    assert rows[1] == ['ImageNet-A', 'top-1 acc.', '20.0000', '25.5000', '+5.5000']
+    assert rows[2] == ['ImageNet-A', 'top-5 acc.', '40.0000', '', '']
+    text = (out / 'report.md').read_text()
+    assert 'Protocol: **standard**' in text and '| ImageNet-A | top-1 acc. | 20.00 | 25.50 | +5.50 |' in text
+    assert '| ImageNet-A | top-1 acc. | 20.00 | 25.50 | +5.50 |' in capsys.readouterr().out
+    # a result of the other protocol, or of another set, is refused with a clear message
+    with pytest.raises(ValueError, match='standard protocol; this report uses the paper'):
+        tool.main(['--out', str(out), '--results', 'x', 'imagenet-a', str(a)])
+    with pytest.raises(ValueError, match=r'no objectnet_standard/\* metrics'):
+        tool.main(['--protocol', 'standard', '--out', str(out),
+                   '--results', 'x', 'objectnet', str(a)])
+    with pytest.raises(SystemExit):
+        tool.main(['--out', str(out), '--results', 'x', 'imagenet-q', str(a)])
+    with pytest.raises(SystemExit):
+        tool.main(['--model', 'm', 'cfg.py', 'ckpt.pth'])  # --data-root missing
+
+
+@pytest.mark.slow
+def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
+    tool = load_tool(repo_root)
+    data = tmp_path / 'data'
+    # ImageNet-A: 2 bananas (954) + 2 stingrays (6); ObjectNet: 2 alarm clocks + 3 bananas;
+    # the segmentation .mat; nothing else (each missing set gets a line).
+    make_folder_set(str(data / 'imagenet-a'), {WNIDS[954]: 2, WNIDS[6]: 2})
+    make_objectnet(str(data / 'objectnet-1.0'))
+    make_gtsegs_mat(str(data / 'gtsegs_ijcv.mat'))
+    model_cfg = write_model_config(tmp_path / 'tiny_model.py')
+    # "pretrained" always answers tench (0), "robustvit" always banana (954); zero head weights,
+    # so both relevance maps are flat and every pixel is predicted background.
+    pretrained = save_tiny_checkpoint(str(tmp_path / 'pre.pth'), {0: 10.})
+    robustvit = save_tiny_checkpoint(str(tmp_path / 'ft.pth'), {954: 10.})
+    r_json = tmp_path / 'imagenet-r.json'  # as written by test.py --out X.json --out-item metrics
+    r_json.write_text(json.dumps({'imagenet-r_paper/top1': 12.5, 'imagenet-r_paper/top5': 30.0}))
+    out = tmp_path / 'report'
+
+    code = tool.main(['--data-root', str(data), '--out', str(out), '--protocol', 'paper',
+                      '--batch-size', '4', '--num-workers', '0',
+                      '--model', 'pretrained', model_cfg, pretrained,
+                      '--model', 'robustvit', model_cfg, robustvit,
+                      '--results', 'pretrained', 'imagenet-r', str(r_json)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for missing in ('ImageNet val', 'ImageNet-Sketch', 'ImageNet-V2', 'SI-Score size'):
+        assert f'{missing}: not found at' in printed
+
+    # Flat relevance: pixel accuracy = background share of the resized masks, IoU_fg = 0 so
+    # mIoU = pixAcc / 2, and equal AP scores give AP = 1/2 on every image.
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
+    init_default_scope('mmpretrain')
+    seg_cfg = Config.fromfile(osp.join(repo_root, 'configs/robustness/imagenet-segmentation.py'))
+    seg_cfg.test_dataloader.dataset.data_root = str(data)
+    seg = DATASETS.build(seg_cfg.test_dataloader.dataset)
+    masks = [np.asarray(seg[i]['data_samples'].fg_mask) for i in range(len(seg))]
+    background = 100 * sum((m < 0.5).sum() for m in masks) / sum(m.size for m in masks)
+
+    rows = {(r[0], r[1]): r[2:] for r in read_csv(out / 'report.csv')[1:]}
+    # ImageNet-A: tench -> 0/4; banana -> the 2 bananas of 4. ObjectNet: banana -> 3 of 5.
+    assert rows[('ImageNet-A', 'top-1 acc.')] == ['0.0000', '50.0000', '+50.0000']
+    assert rows[('ObjectNet', 'top-1 acc.')] == ['0.0000', '60.0000', '+60.0000']
+    assert rows[('ImageNet-R', 'top-1 acc.')] == ['12.5000', '', '']
+    for name, expected in (('pixel acc.', background), ('mIoU', background / 2), ('mAP', 50.0)):
+        values = [float(v) for v in rows[('ImageNet-segmentation', name)]]
+        assert values == pytest.approx([expected, expected, 0.0], abs=1e-3)
+    assert len(rows) == 6
+
+    text = (out / 'report.md').read_text()
+    assert 'Protocol: **paper**' in text and '1000-way argmax' in text
+    assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in text
+    assert 'ImageNet-Sketch: not found at' in text and 'merged from' in text
+    assert 'normalisation mean = std = 127.5 (paper)' in text
+    assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in printed
+    png = (out / 'report.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
+
+    # every run left its metrics in test.py's --out format: they merge back into the same table
+    runs = sorted(p for p in (out / 'results').iterdir())
+    assert [p.name for p in runs] == sorted(
+        f'{m}__{s}.json' for m in ('pretrained', 'robustvit')
+        for s in ('imagenet-a', 'objectnet', 'imagenet-segmentation'))
+    again = tmp_path / 'again'
+    merge = []
+    for p in runs:
+        model, set_key = p.stem.split('__')
+        merge += ['--results', model, set_key, str(p)]
+    assert tool.main(['--out', str(again), *merge, '--results', 'pretrained', 'imagenet-r',
+                      str(r_json)]) == 0
+    assert read_csv(again / 'report.csv') == read_csv(out / 'report.csv')
+
+
+@pytest.mark.slow
+def test_report_standard_protocol_uses_native_normalisation(tmp_path, repo_root, capsys):
+    tool = load_tool(repo_root)
+    data = tmp_path / 'data'
+    make_objectnet(str(data / 'objectnet-1.0'))
+    model_cfg = write_model_config(tmp_path / 'tiny_model.py')
+    # digital clock (530), the second mapped class of "Alarm clock"
+    ckpt = save_tiny_checkpoint(str(tmp_path / 'o.pth'), {530: 10.})
+    out = tmp_path / 'report'
+    assert tool.main(['--data-root', str(data), '--out', str(out), '--protocol', 'standard',
+                      '--num-workers', '0', '--sets', 'objectnet,imagenet-a',
+                      '--model', 'tiny', model_cfg, ckpt]) == 0
+    rows = read_csv(out / 'report.csv')
+    assert rows[1] == ['ObjectNet', 'top-1 acc.', '40.0000']  # any mapped class counts: 2 of 5
+    text = (out / 'report.md').read_text()
+    assert 'mean [123.675, 116.28, 103.53] std [58.395, 57.12, 57.375] (native)' in text
+    assert 'ImageNet-A: not found' in capsys.readouterr().out
