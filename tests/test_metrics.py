@@ -325,7 +325,6 @@ def test_stock_test_segmentation_with_relevance_hook(tmp_path, repo_root, checkp
     assert 0 < miou < 100 and 0 < mean_ap < 100  # a real, non-flat relevance
 
 
-@pytest.mark.slow
 def test_stock_test_shape_bias_config(tmp_path, repo_root, checkpoints):
     from mmpretrain.evaluation import ShapeBiasMetric
     categories = sorted(['knife', 'keyboard', 'elephant', 'bicycle', 'airplane', 'clock', 'oven',

@@ -136,7 +136,6 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     assert read_csv(again / 'report.csv') == read_csv(out / 'report.csv')
 
 
-@pytest.mark.slow
 def test_report_standard_protocol_uses_native_normalisation(tmp_path, repo_root, capsys):
     tool = load_tool(repo_root)
     data = tmp_path / 'data'
