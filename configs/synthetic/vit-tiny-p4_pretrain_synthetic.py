@@ -1,0 +1,50 @@
+# (a) Pretraining of the small ViT with plain cross-entropy on the BIASED training split of the
+# built-in benchmark (32 px, 10 classes; the background matches the class with p = 0.9), so the
+# model learns the background shortcut as well as the digit. This is the "pretrained" model that the
+# fine-tunes start from (there are no downloadable weights for this task).
+#
+#     .venv/bin/python tools/make_synthetic.py work_dirs/demo/data/seed0 --seed 0
+#     .venv/bin/python tools/train.py configs/synthetic/vit-tiny-p4_pretrain_synthetic.py
+#     -> work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_15.pth   (what the fine-tune configs load)
+#
+# `tools/demo.py` runs this config (and the fine-tunes and the evaluation) for several seeds.
+_base_ = [
+    'mmpretrain::_base_/models/vit-base-p16.py',
+    '../_base_/datasets/synthetic_spurious.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+# ViT "tiny-p4": 32 px, 4-px patches (an 8 x 8 grid), 4 blocks, width 96, 3 heads, MLP ratio 2.
+model = dict(
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=3,
+                  feedforward_channels=192),
+        img_size=32,
+        patch_size=4,
+        drop_rate=0.0,
+        drop_path_rate=0.0),
+    head=dict(
+        num_classes=10,
+        in_channels=96,
+        loss=dict(_delete_=True, type='CrossEntropyLoss', loss_weight=1.0)))
+
+train_dataloader = _base_.pretrain_dataloader          # 500 images per class, biased, no masks
+val_dataloader = None                                  # no validation while pretraining (speed)
+val_cfg = None
+val_evaluator = None
+test_dataloader = _base_.in_dist_test_dataloader       # tools/test.py: in-distribution top-1
+test_evaluator = _base_.accuracy_evaluator
+test_cfg = dict()
+
+# AdamW, one-cycle learning rate (peak 1e-3, per iteration), 15 epochs.
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, betas=(0.9, 0.999)))
+param_scheduler = dict(type='OneCycleLR', eta_max=1e-3, pct_start=0.3, by_epoch=True,
+                       convert_to_iter_based=True, begin=0, end=15)
+train_cfg = dict(by_epoch=True, max_epochs=15)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', interval=15, max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
