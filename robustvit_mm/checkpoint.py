@@ -12,8 +12,11 @@ import torch
 from mmengine.runner import CheckpointLoader
 
 
-def load_local_checkpoint(filename, map_location=None):
-    """Load a local checkpoint file with full unpickling (the user named this file)."""
+def load_from_local_trusted(filename, map_location=None):
+    """Load a local checkpoint file with full unpickling (the user named this file).
+
+    Named ``load_from_*`` because mmengine logs the backend as the name after that prefix.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename} can not be found.')
@@ -21,5 +24,5 @@ def load_local_checkpoint(filename, map_location=None):
 
 
 def enable_local_checkpoint_loading():
-    """Make mmengine's local-file scheme (prefix '') use :func:`load_local_checkpoint`."""
-    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+    """Make mmengine's local-file scheme (prefix '') use :func:`load_from_local_trusted`."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_trusted, force=True)

@@ -20,7 +20,7 @@ from mmengine.runner import CheckpointLoader
 
 import mmpretrain
 import robustvit_mm  # noqa: F401  (importing the plugin registers the local loader)
-from robustvit_mm.checkpoint import enable_local_checkpoint_loading, load_local_checkpoint
+from robustvit_mm.checkpoint import enable_local_checkpoint_loading, load_from_local_trusted
 
 TOOLS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools')
 
@@ -121,20 +121,20 @@ def test_stock_train_test_and_resume_load_our_checkpoints(tmp_path):
     assert 'Epoch(train) [1]' not in output, 'training restarted from epoch 1'
     assert 'Epoch(train) [2]' in output
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
-    state = load_local_checkpoint(osp.join(work_dir, 'epoch_2.pth'), map_location='cpu')
+    state = load_from_local_trusted(osp.join(work_dir, 'epoch_2.pth'), map_location='cpu')
     assert state['meta']['epoch'] == 2
 
 
 def test_local_paths_use_our_loader_and_urls_do_not():
     enable_local_checkpoint_loading()  # idempotent; importing robustvit_mm already did it
-    assert CheckpointLoader._get_checkpoint_loader('/tmp/model.pth') is load_local_checkpoint
-    assert CheckpointLoader._get_checkpoint_loader('work_dirs/epoch_1.pth') is load_local_checkpoint
+    assert CheckpointLoader._get_checkpoint_loader('/tmp/model.pth') is load_from_local_trusted
+    assert CheckpointLoader._get_checkpoint_loader('work_dirs/epoch_1.pth') is load_from_local_trusted
     for url in ('https://x/y.pth', 'http://x/y.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(url)
-        assert loader is not load_local_checkpoint, f'{url} must keep the safe (weights_only) loader'
+        assert loader is not load_from_local_trusted, f'{url} must keep the safe (weights_only) loader'
     # Other schemes keep their own loaders too.
     assert CheckpointLoader._get_checkpoint_loader('open-mmlab://resnet50') is not \
-        load_local_checkpoint
+        load_from_local_trusted
 
 
 def test_local_loader_reads_mmengine_style_checkpoints_and_names_missing_files(tmp_path):

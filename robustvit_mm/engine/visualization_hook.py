@@ -75,7 +75,8 @@ class GAERelevanceHook(Hook):
         rows = []
         for i, sample in enumerate(batch['data_samples']):
             image = denormalize_image(batch['inputs'][i], preprocessor.mean, preprocessor.std)
-            if not getattr(preprocessor, '_channel_conversion', False):
+            # ClsDataPreprocessor says `to_rgb`; the self-supervised ones `_channel_conversion`.
+            if not getattr(preprocessor, 'to_rgb', getattr(preprocessor, '_channel_conversion', False)):
                 image = image[..., ::-1].copy()  # the inputs are still BGR as cv2 loaded them
             panels = [image]
             if 'fg_mask' in sample:
