@@ -1,0 +1,64 @@
+"""Distributed training on CPU processes (gloo) through the stock launcher, when torch sees no GPU.
+
+mmengine 0.10.7's ``_init_dist_pytorch`` (``--launcher pytorch``: ``dist_train.sh``, ``torchrun``)
+calls ``torch.cuda.set_device(LOCAL_RANK)`` whatever the backend; on a machine without a CUDA
+device that raises "Found no NVIDIA driver on your system" before any process group exists, so the
+gloo backend could never be used there. Importing this module (``robustvit_mm`` does) wraps that
+function: when torch sees an accelerator (CUDA, NPU, MLU, MUSA) mmengine's own code runs unchanged;
+without one, the process group is initialised with the configured backend and no device call.
+
+The backend stays a config switch, ``env_cfg.dist_cfg.backend`` ('nccl' in the runtime base). Without
+a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine passes
+``device_ids=[LOCAL_RANK]``, which torch's DDP refuses for CPU modules)::
+
+    --launcher pytorch --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None
+
+'nccl' on a machine without a GPU fails at once with a message naming that switch.
+"""
+import functools
+
+import torch
+from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+from mmengine.dist import utils as dist_utils
+from torch import distributed as torch_dist
+
+CPU_SWITCH = ('--cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None')
+
+
+def has_accelerator():
+    """True when mmengine's own ``_init_dist_pytorch`` can select a device for this process."""
+    return (torch.cuda.is_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
+
+
+def _needs_cuda(backend):
+    """'nccl' (or a device map such as 'cuda:nccl') with no CPU backend cannot run without CUDA."""
+    backend = str(backend).lower()
+    return 'nccl' in backend and 'cpu:' not in backend
+
+
+def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
+    """``_init_dist_pytorch`` that works on CPU-only machines (see the module docstring)."""
+    if has_accelerator() or init_backend != 'torch':
+        return original(backend, init_backend=init_backend, **kwargs)
+    if _needs_cuda(backend):
+        raise RuntimeError(
+            f'env_cfg.dist_cfg.backend={backend!r} needs CUDA GPUs, but torch sees none '
+            '(torch.cuda.is_available() is False). To train with CPU processes use gloo: '
+            f'{CPU_SWITCH}')
+    torch_dist.init_process_group(backend=backend, **kwargs)
+
+
+def enable_cpu_distributed():
+    """Wrap mmengine's pytorch-launcher initialisation once (idempotent)."""
+    current = dist_utils._init_dist_pytorch
+    if getattr(current, '_robustvit_cpu_aware', False):
+        return
+    wrapped = functools.partial(init_dist_pytorch, current)
+    wrapped._robustvit_cpu_aware = True
+    dist_utils._init_dist_pytorch = wrapped
+
+
+enable_cpu_distributed()
+
+__all__ = ['enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch', 'CPU_SWITCH']
