@@ -9,6 +9,20 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='LatestBestCheckpointHook', interval=1, max_keep_ckpts=1,
                     save_best='relevance/loss', rule='less_or_equal'),
+    # Reliability guards (docs/reliability.md); `enable=False` turns one off.
+    # FloatingPointError naming the iteration and samples as soon as a loss term is NaN/inf.
+    nonfinite=dict(type='NonFiniteLossHook'),
+    # A checkpoint of another architecture is an error (mmengine only warns); --resume uses the
+    # work dir's own files (last_checkpoint stores an absolute path) and refuses an empty work dir.
+    checkpoint_guard=dict(type='CheckpointGuardHook'),
+)
+
+# Distributed: `nccl` on GPUs. Without a GPU, train with CPU processes through gloo:
+#   --launcher pytorch --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
 )
 
 # The validation "loss" is the training objective on the held-out classes (reference §2.4).

@@ -1,2 +1,3 @@
 """Registered hooks. They may run the model (and so use relevance/)."""
-from . import checkpoint_hook, class_split_hook, dist_cpu, relevance_hook, visualization_hook  # noqa: F401
+from . import (checkpoint_guard_hook, checkpoint_hook, class_split_hook, dist_cpu,  # noqa: F401
+               nonfinite_hook, relevance_hook, visualization_hook)
