@@ -1,0 +1,138 @@
+"""Tiny deterministic runs of the paper config through the STOCK tools, for the reliability tests
+(test_distributed.py, test_resume.py, test_bad_input.py).
+
+The config inherits the paper's DeiT-S config (so the runtime base with its guard hooks, the
+schedule and the method are the real ones) and overrides only the model size, the data and a
+deterministic pipeline (Resize only: no crop, no flip), with ``DefaultSampler(shuffle=False)``.
+"""
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+from mini_imagenet_s import make_imagenet_s_tree
+from robustvit_mm.stock_tools import stock_tool_path
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PAPER_CONFIG = osp.join(REPO, 'configs', 'robustvit', 'deit-small-p16_robustvit_imagenet-s.py')
+
+TINY_CONFIG = '''
+_base_ = [{paper!r}]
+data_root = {root!r}
+data_prefix = {prefix!r}
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
+                            feedforward_channels=96), img_size=32, patch_size=4),
+    head=dict(in_channels=48))
+# Deterministic: the same pixels every epoch and in every process.
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[dict(type='Resize', scale=(32, 32), keep_ratio=False)]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+split = dict(data_root=data_root, data_prefix=data_prefix, num_classes={num_classes},
+             num_samples=4)
+train_dataloader = dict(batch_size={batch_size}, **loader,
+                        sampler=dict(type='DefaultSampler', shuffle=False),
+                        dataset=dict(**split, pipeline=pipeline))
+val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=pipeline))
+test_dataloader = val_dataloader
+load_from = {ckpt!r}
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = dict(step_size=1)  # the lr changes every epoch: a resume must restore it
+train_cfg = dict(max_epochs={epochs})
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [dict(type='SaveClassSplitHook'),
+                dict(type='GAERelevanceHook', interval=2, num_samples=2)]
+randomness = dict(seed=0, deterministic=True)
+{extra}
+'''
+
+
+def make_tree(root, num_classes=9):
+    """9 classes x 4 images: 6 training classes (24 images), 3 held-out ones (3 val images)."""
+    return make_imagenet_s_tree(root, num_classes=num_classes, per_class=4, size=(40, 48))
+
+
+def write_config(path, tree, pretrained, epochs=1, batch_size=8, num_classes=6, extra=''):
+    with open(path, 'w') as f:
+        f.write(TINY_CONFIG.format(paper=PAPER_CONFIG, root=tree['data_root'],
+                                   prefix=tree['data_prefix'], ckpt=str(pretrained), epochs=epochs,
+                                   batch_size=batch_size, num_classes=num_classes, extra=extra))
+    return str(path)
+
+
+def save_pretrained(config_path, out, seed=0):
+    """'Pretrained' weights for the tiny model: initialised, with a random (not zero) head."""
+    import robustvit_mm  # noqa: F401
+    torch.manual_seed(seed)
+    model = MODELS.build(Config.fromfile(config_path).model)
+    model.init_weights()
+    torch.nn.init.normal_(model.head.layers.head.weight, std=0.5)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
+    return str(out)
+
+
+def tool_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
+    env['OMP_NUM_THREADS'] = '1'
+    # dist_train.sh calls `python`: make it this interpreter.
+    env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
+    env.update(extra)
+    return env
+
+
+def start(tool, *args, env=None, launcher=None):
+    """Start a stock tool (``train.py``, ``test.py``) or, with ``launcher='dist_train.sh'``, the stock
+    distributed launcher (``args`` then begin with CONFIG NPROC). Returns the Popen."""
+    if launcher:
+        cmd = ['bash', stock_tool_path(launcher), *args]
+    else:
+        cmd = [sys.executable, stock_tool_path(tool), *args]
+    return subprocess.Popen(cmd, env=env or tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, expect_ok=True, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    if expect_ok:
+        assert proc.returncode == 0, out[-5000:]
+    else:
+        assert proc.returncode != 0, out[-3000:]
+    return out
+
+
+def run(tool, *args, expect_ok=True, **kwargs):
+    return finish(start(tool, *args, **kwargs), expect_ok=expect_ok)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def load_state(path):
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def scalars(work_dir):
+    """Every record of the runs' scalars.json (LocalVisBackend), oldest run first."""
+    runs = sorted(d for d in os.listdir(work_dir) if osp.isdir(osp.join(work_dir, d, 'vis_data')))
+    records = []
+    for run_dir in runs:
+        with open(osp.join(work_dir, run_dir, 'vis_data', 'scalars.json')) as f:
+            records += [json.loads(line) for line in f]
+    return records
+
+
+def val_records(work_dir):
+    return [r for r in scalars(work_dir) if 'relevance/loss' in r]
