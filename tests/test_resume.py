@@ -1,0 +1,167 @@
+"""An interrupted run resumes where it was, through the STOCK train.py and ``--resume``.
+
+Deterministic pipeline (Resize only) and ``randomness=dict(seed=0, deterministic=True)``: a run of 2
+epochs, and a run of 1 epoch resumed with ``--resume`` to 2 epochs, end with the same weights, the same
+optimizer/scheduler state and the same best checkpoint (name and metric). A work dir copied after
+epoch 1 resumes from ITS OWN files, although ``last_checkpoint`` and the checkpoint's runtime info
+store absolute paths into the original directory, and it deletes nothing there (mmengine would
+remove the original's best checkpoint once the copy finds a better one).
+
+With random transforms (RandomCrop/RandomFlip) a resumed run is NOT bit-identical: the crops and
+flips are drawn from the global numpy/python RNGs (and dataloader workers' seeds), whose states are
+not saved in the checkpoint; after --resume epoch 2 draws what a fresh epoch 1 would. See
+docs/reliability.md.
+"""
+import os
+import os.path as osp
+import shutil
+
+import pytest
+import torch
+
+from reliability_helpers import (finish, load_state, make_tree, run, save_pretrained, scalars,
+                                 start, tool_env, val_records, write_config)
+from robustvit_mm.engine.checkpoint_guard_hook import resolve_resume_file
+
+
+def best_files(work_dir):
+    return sorted(f for f in os.listdir(work_dir) if f.startswith('best_'))
+
+
+def assert_same_state(a, b, what):
+    assert sorted(a) == sorted(b), what
+    for key in a:
+        assert torch.equal(a[key], b[key]), (what, key, (a[key] - b[key]).abs().max().item())
+
+
+CRASH_MODULE = '''
+import os
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class CrashAfterValEpoch(Hook):
+    """Kill the process (no clean-up, like a pre-empted job) once epoch `epoch` is validated."""
+    priority = 'LOWEST'  # after the checkpoint hook has saved the epoch and the best checkpoint
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_val_epoch(self, runner, metrics=None):
+        if runner.epoch == self.epoch:
+            print('CrashAfterValEpoch: simulated crash', flush=True)
+            os._exit(3)
+'''
+
+CRASH_CONFIG = '''
+custom_imports = dict(imports=['robustvit_mm', 'crash_after_val_epoch'], allow_failed_imports=False)
+custom_hooks = [dict(type='SaveClassSplitHook'),
+                dict(type='GAERelevanceHook', interval=2, num_samples=2),
+                dict(type='CrashAfterValEpoch', epoch=1)]
+'''
+
+
+@pytest.mark.slow
+def test_resume_and_copied_work_dir_end_like_the_uninterrupted_run(tmp_path):
+    tree = make_tree(tmp_path / 'data')
+    (tmp_path / 'crash_after_val_epoch.py').write_text(CRASH_MODULE)
+    pretrained = tmp_path / 'pretrained.pth'
+    config = write_config(tmp_path / 'tiny_2e.py', tree, pretrained, epochs=2)
+    crashing = write_config(tmp_path / 'tiny_2e_crash.py', tree, pretrained, epochs=2,
+                            extra=CRASH_CONFIG)
+    save_pretrained(config, pretrained)
+    straight, interrupted, copied = (str(tmp_path / d) for d in ('straight', 'interrupted', 'copy'))
+
+    # The uninterrupted run, and the same run killed after epoch 1, side by side.
+    a = start('train.py', config, '--work-dir', straight)
+    b = start('train.py', crashing, '--work-dir', interrupted,
+              env=tool_env(PYTHONPATH=str(tmp_path)))
+    finish(a)
+    assert 'simulated crash' in finish(b, expect_ok=False)
+    assert not osp.exists(osp.join(interrupted, 'epoch_2.pth'))
+
+    shutil.copytree(interrupted, copied)
+    with open(osp.join(copied, 'last_checkpoint')) as f:
+        assert f.read().strip() == osp.join(interrupted, 'epoch_1.pth')  # absolute, the original
+
+    # The copy resumes first, while the original still holds epoch_1.pth and its best checkpoint:
+    # it must read only its own files and delete nothing in the original directory.
+    before = {f: os.stat(osp.join(interrupted, f)).st_mtime_ns for f in os.listdir(interrupted)}
+    out = run('train.py', config, '--work-dir', copied, '--resume')
+    assert f"resuming from this work dir's own {osp.join(copied, 'epoch_1.pth')}" in out, \
+        out[-3000:]
+    assert f"Load checkpoint from {osp.join(copied, 'epoch_1.pth')}" in out
+    assert 'resumed epoch: 1' in out.lower()
+    assert {f: os.stat(osp.join(interrupted, f)).st_mtime_ns
+            for f in os.listdir(interrupted)} == before
+
+    out = run('train.py', config, '--work-dir', interrupted, '--resume')
+    assert 'resumed epoch: 1' in out.lower(), out[-3000:]
+    assert not osp.exists(osp.join(interrupted, 'epoch_1.pth'))  # max_keep_ckpts=1 removed it
+
+    final = load_state(osp.join(straight, 'epoch_2.pth'))
+    lrs = [r['lr'] for r in scalars(straight) if 'loss' in r]
+    assert lrs == [1e-3] * 3 + [pytest.approx(0.85e-3)] * 3  # StepLR(step_size=1) is exercised
+    for work_dir in (interrupted, copied):
+        other = load_state(osp.join(work_dir, 'epoch_2.pth'))
+        assert_same_state(final['state_dict'], other['state_dict'], work_dir)
+        assert other['meta']['epoch'] == 2 and other['meta']['iter'] == final['meta']['iter'] == 6
+        assert other['param_schedulers'] == final['param_schedulers']
+        assert other['optimizer']['param_groups'] == final['optimizer']['param_groups']
+        for idx, state in final['optimizer']['state'].items():
+            for name, value in state.items():
+                assert torch.equal(value, other['optimizer']['state'][idx][name]), (idx, name)
+        # The same best checkpoint: name, score, weights.
+        assert best_files(work_dir) == best_files(straight), (best_files(work_dir), work_dir)
+        [best] = best_files(straight)
+        assert_same_state(load_state(osp.join(straight, best))['state_dict'],
+                          load_state(osp.join(work_dir, best))['state_dict'], best)
+        assert final['message_hub']['runtime_info']['best_score'] == \
+            other['message_hub']['runtime_info']['best_score']
+        # The training losses of epoch 2 and the validation after it are the same numbers.
+        mine = [r for r in scalars(work_dir) if 'loss' in r][-3:]
+        theirs = [r for r in scalars(straight) if 'loss' in r][-3:]
+        for x, y in zip(mine, theirs):
+            assert (x['lr'], x['loss'], x['step']) == (y['lr'], y['loss'], y['step'])
+        assert val_records(straight)[-1]['relevance/loss'] == val_records(work_dir)[-1][
+            'relevance/loss']
+
+    # Each directory now points at its own latest checkpoint.
+    for work_dir in (interrupted, copied):
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            assert f.read().strip() == osp.join(work_dir, 'epoch_2.pth')
+
+
+def test_resume_in_a_work_dir_without_checkpoint_is_an_error(tmp_path):
+    """--resume drops load_from in the stock train.py: resuming nothing would train from random
+    weights. Refused with a message naming the work dir."""
+    with pytest.raises(FileNotFoundError, match=r'no .*last_checkpoint.*RANDOM weights'):
+        resolve_resume_file(str(tmp_path))
+
+
+def test_copied_work_dir_prefers_its_own_file(tmp_path):
+    original, copy = tmp_path / 'orig', tmp_path / 'copy'
+    original.mkdir()
+    (original / 'epoch_3.pth').write_bytes(b'x')
+    (original / 'last_checkpoint').write_text(str(original / 'epoch_3.pth'))
+    shutil.copytree(original, copy)
+    path, note = resolve_resume_file(str(copy))
+    assert path == str(copy / 'epoch_3.pth') and 'outside this work dir' in note
+    # The original still resumes from its own file, with no note.
+    assert resolve_resume_file(str(original)) == (str(original / 'epoch_3.pth'), None)
+
+
+def test_checkpoints_kept_outside_the_work_dir_still_resume(tmp_path):
+    """CheckpointHook(out_dir=...) keeps checkpoints elsewhere: last_checkpoint is then honoured."""
+    work, out = tmp_path / 'work', tmp_path / 'bucket'
+    work.mkdir(), out.mkdir()
+    (out / 'epoch_2.pth').write_bytes(b'x')
+    (work / 'last_checkpoint').write_text(str(out / 'epoch_2.pth'))
+    assert resolve_resume_file(str(work)) == (str(out / 'epoch_2.pth'), None)
+
+
+def test_last_checkpoint_pointing_nowhere_names_both_paths(tmp_path):
+    (tmp_path / 'last_checkpoint').write_text('/gone/work/epoch_4.pth')
+    with pytest.raises(FileNotFoundError, match=r'/gone/work/epoch_4\.pth.*--resume PATH'):
+        resolve_resume_file(str(tmp_path))
