@@ -367,6 +367,13 @@ def _refs_to(f, arrays, name):
     return refs
 
 
+def _cells_to(f, masks):
+    """MATLAB cells: each (1, 1) reference array points to the mask."""
+    import h5py
+    cells = [np.array([[ref[0]]], dtype=h5py.ref_dtype) for ref in _refs_to(f, masks, 'mask')]
+    return _refs_to(f, cells, 'cell')
+
+
 MAT_CASES = {
     'not HDF5 (a MATLAB v5 file)': (lambda p: (p.write_bytes(b'MATLAB 5.0 MAT-file' + bytes(200)),
                                                str(p))[1], r'cannot open .* as HDF5'),
@@ -376,10 +383,14 @@ MAT_CASES = {
     '/value/img holds numbers, not references': (lambda p: _write_h5(p, lambda f: (
         f.create_dataset('value/img', data=np.zeros((1, 1))),
         f.create_dataset('value/gt', data=np.zeros((1, 1))))), r'/value/img is Dataset \(1, 1\)'),
+    'masks stored directly, not in cells': (lambda p: _write_h5(p, lambda f: (
+        f.create_dataset('value/img', data=_refs_to(f, [np.zeros((3, 8, 8), np.uint8)], 'img')),
+        f.create_dataset('value/gt', data=_refs_to(f, [np.zeros((8, 8), np.uint8)], 'gt')))),
+        r'entry 0: cannot dereference'),
     'image of the wrong shape': (lambda p: _write_h5(p, lambda f: (
         f.create_dataset('value/img', data=_refs_to(f, [np.zeros((8, 8), np.uint8)], 'img')),
-        f.create_dataset('value/gt', data=_refs_to(f, [np.zeros((8, 8), np.uint8)], 'gt')))),
-        r'entry 0: (image array of shape \(8, 8\)|cannot dereference)'),
+        f.create_dataset('value/gt', data=_cells_to(f, [np.zeros((8, 8), np.uint8)])))),
+        r'entry 0: image array of shape \(8, 8\), expected \(3, W, H\)'),
 }
 
 
