@@ -165,3 +165,30 @@ def test_last_checkpoint_pointing_nowhere_names_both_paths(tmp_path):
     (tmp_path / 'last_checkpoint').write_text('/gone/work/epoch_4.pth')
     with pytest.raises(FileNotFoundError, match=r'/gone/work/epoch_4\.pth.*--resume PATH'):
         resolve_resume_file(str(tmp_path))
+
+
+def test_resuming_another_directorys_checkpoint_never_deletes_its_files(tmp_path):
+    """`--resume OTHER/epoch_1.pth --work-dir NEW`: the best/last paths recorded in the checkpoint
+    point into OTHER; CheckpointHook would delete OTHER's best checkpoint once NEW finds a better one.
+    Paths with a copy in NEW are pointed there; the others are dropped (their file is left alone)."""
+    import types
+    from robustvit_mm.engine.checkpoint_guard_hook import CheckpointGuardHook
+    other, new = tmp_path / 'other', tmp_path / 'new'
+    other.mkdir(), new.mkdir()
+    (new / 'epoch_1.pth').write_bytes(b'x')
+    model = torch.nn.Linear(2, 2)
+    info = dict(best_ckpt=str(other / 'best_relevance_loss_epoch_1.pth'), best_score=0.3,
+                last_ckpt=str(other / 'epoch_1.pth'), keep_ckpt_ids=[1])
+    checkpoint = dict(state_dict=model.state_dict(), message_hub=dict(runtime_info=info))
+    runner = types.SimpleNamespace(model=model, _load_from=str(other / 'epoch_1.pth'), _resume=True,
+                                   work_dir=str(new), hooks=[])
+    hook = CheckpointGuardHook()
+    hook.before_run(runner)
+    hook.after_load_checkpoint(runner, checkpoint)
+    assert info == dict(best_score=0.3, last_ckpt=str(new / 'epoch_1.pth'), keep_ckpt_ids=[1])
+    # With CheckpointHook(out_dir=...) the checkpoints legitimately live elsewhere: untouched.
+    info2 = dict(best_ckpt=str(other / 'best.pth'))
+    runner.hooks = [types.SimpleNamespace(out_dir=str(other), save_best='relevance/loss')]
+    hook.after_load_checkpoint(runner, dict(state_dict=model.state_dict(),
+                                            message_hub=dict(runtime_info=info2)))
+    assert info2 == dict(best_ckpt=str(other / 'best.pth'))
