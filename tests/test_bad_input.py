@@ -16,7 +16,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmpretrain.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
+from mmpretrain.registry import DATASETS, HOOKS, MODELS
 from mmpretrain.structures import DataSample
 from PIL import Image
 
