@@ -35,6 +35,40 @@ def classifier_logits(model, inputs):
     return logits
 
 
+class _GradWeightedAttention(torch.autograd.Function):
+    """``mean_heads(relu(G * A))`` for a CONSTANT gradient factor ``G``, in float32.
+
+    Same values and the same gradient w.r.t. ``A`` as the plain autograd expression (the ReLU
+    passes the gradient where ``G * A > 0``, as ``clamp(min=0)`` does), but it keeps only
+    references to ``G`` and ``A`` for the backward (``A`` is saved by the softmax anyway) instead of
+    a float32 copy of ``G`` plus the ``(B, heads, N, N)`` product: one map fewer per block.
+    """
+
+    @staticmethod
+    def forward(ctx, attn, grad):
+        ctx.save_for_backward(attn, grad)
+        product = grad.float() * attn.float()
+        return product.clamp_(min=0).mean(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_cam):
+        attn, grad = ctx.saved_tensors
+        factor = grad.float()
+        per_head = (grad_cam / attn.shape[1]).unsqueeze(1)  # d mean / d (each head)
+        passes = (factor * attn.float()) > 0                 # d relu, as clamp(min=0)
+        grad_attn = torch.where(passes, per_head, 0.) * factor
+        return grad_attn.to(attn.dtype), None
+
+
+def grad_weighted_attention(attn, grad):
+    """``mean over heads of relu(grad * attn)`` in float32: GAE's rule 5, ``(B, N, N)``."""
+    if grad.requires_grad:  # create_graph: the factor is differentiable too (second order)
+        return (grad.float() * attn.float()).clamp(min=0).mean(dim=1)
+    if attn.requires_grad:
+        return _GradWeightedAttention.apply(attn, grad)
+    return (grad.float() * attn.float()).clamp_(min=0).mean(dim=1)
+
+
 def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normalize=True):
     """GAE relevance from recorded attention maps and their gradients.
 
@@ -44,20 +78,20 @@ def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normaliz
         grid: ``(h, w)`` patch grid; ``out_size``: ``(H, W)`` to upsample to, or None for the grid.
         normalize: per-image min-max to [0, 1] (a flat map gives zeros).
 
-    Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance.
+    Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance. Computed in float32 with
+    autocast off, whatever the dtype of the maps (bf16/fp16 training stays stable).
     """
     batch, _, tokens, _ = maps[0].shape
-    row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
-    row[:, :, 0] = 1  # e_0: the class token's row of R
-    for attn, grad in zip(reversed(maps), reversed(grads)):
-        # float32 so that bf16/fp16 autocast does not degrade the products and the normalisation
-        cam = (grad.float() * attn.float()).clamp(min=0).mean(dim=1)
-        row = row + torch.bmm(row, cam)
-    relevance = row[:, 0, num_prefix:].reshape(batch, 1, *grid)
-    if out_size is not None:
-        relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
-                                  align_corners=False)
-    return min_max_normalize(relevance) if normalize else relevance
+    with torch.autocast(device_type=maps[0].device.type, enabled=False):
+        row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
+        row[:, :, 0] = 1  # e_0: the class token's row of R
+        for attn, grad in zip(reversed(maps), reversed(grads)):
+            row = row + torch.bmm(row, grad_weighted_attention(attn, grad))
+        relevance = row[:, 0, num_prefix:].reshape(batch, 1, *grid)
+        if out_size is not None:
+            relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
+                                      align_corners=False)
+        return min_max_normalize(relevance) if normalize else relevance
 
 
 def min_max_normalize(maps):
@@ -77,12 +111,13 @@ def _explain(model, inputs, targets, combine, normalize, upsample):
     keep_graph = torch.is_grad_enabled()  # a no_grad caller gets detached results, no graph kept
     with torch.enable_grad(), AttentionRecorder(model) as recorder:
         logits = classifier_logits(model, inputs)
-        relevance = combine(recorder, logits, targets, keep_graph)
-        if upsample:
-            relevance = F.interpolate(relevance, size=tuple(inputs.shape[-2:]), mode='bilinear',
-                                      align_corners=False)
-        if normalize:
-            relevance = min_max_normalize(relevance)
+        with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 maps
+            relevance = combine(recorder, logits, targets, keep_graph)
+            if upsample:
+                relevance = F.interpolate(relevance, size=tuple(inputs.shape[-2:]),
+                                          mode='bilinear', align_corners=False)
+            if normalize:
+                relevance = min_max_normalize(relevance)
     if not keep_graph:
         relevance, logits = relevance.detach(), logits.detach()
     return relevance, logits
