@@ -93,8 +93,16 @@ class AttentionRecorder:
         attn = logits.softmax(dim=-1)
         if dropout_p > 0:  # mmpretrain passes 0 in eval mode
             attn = F.dropout(attn, dropout_p, training=True)
-        self.maps.append(attn)
+        self._record(attn)
         return attn @ value
+
+    @torch.compiler.disable
+    def _record(self, attn):
+        """Keep a map. Never traced: under ``torch.compile`` this is a graph break, so each map is
+        an output of one compiled region and an input of the next, where ``autograd.grad`` can
+        reach it (a map inside a compiled region has no gradient of its own); and the list
+        growing does not make dynamo recompile the attention for every block."""
+        self.maps.append(attn)
 
     def _check_input(self, height, width):
         ph, pw = self.patch_size
@@ -125,7 +133,7 @@ class AttentionRecorder:
                 attn.fused_attn = False
                 self._undo.append(lambda a=attn, s=saved: _restore_attr(a, 'fused_attn', s))
                 handle = attn.attn_drop.register_forward_hook(
-                    lambda module, args, output: self.maps.append(output))
+                    lambda module, args, output: self._record(output))
                 self._undo.append(handle.remove)
 
             def on_patch_embed(module, args, output):
