@@ -26,7 +26,9 @@ def stack_masks(data_samples, key, device):
                 "'ignore_mask'])` in the pipeline")
         mask = sample.get(key)
         masks.append(mask if torch.is_tensor(mask) else torch.from_numpy(np.asarray(mask)))
-    return torch.stack(masks).float().reshape(len(masks), 1, *masks[0].shape[-2:]).to(device)
+    stacked = torch.stack(masks).float().reshape(len(masks), 1, *masks[0].shape[-2:])
+    # non_blocking: a host->device copy that does not wait for the device (no sync in the step)
+    return stacked.to(device, non_blocking=True)
 
 
 def relevance_mask_iou(relevance, fg_mask):
@@ -80,12 +82,18 @@ class RelevanceGuidedMixin:
 
     # -- the method --
     def _relevance_forward(self, inputs, data_samples, keep_graph):
-        """One recorded forward -> (logits, GAE relevance (B, 1, H, W) for the chosen targets)."""
+        """One recorded forward -> (logits, GAE relevance (B, 1, H, W) for the chosen targets).
+
+        Nothing here waits for the device (no ``.item()``, no data-dependent branch): the labels
+        are moved before the forward is queued, the rest is tensor ops and one ``autograd.grad``.
+        """
+        targets = None
+        if self.relevance_target == 'gt':
+            targets = torch.cat([sample.gt_label for sample in data_samples]).to(
+                inputs.device, non_blocking=True)
         with AttentionRecorder(self) as recorder:
             logits = self._logits(inputs)
-        if self.relevance_target == 'gt':
-            targets = torch.cat([sample.gt_label for sample in data_samples]).to(logits.device)
-        else:
+        if targets is None:
             targets = logits.argmax(dim=1)
         score = logits.gather(1, targets.view(-1, 1)).sum()
         grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph,
