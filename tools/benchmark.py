@@ -1,0 +1,643 @@
+"""Time and size one RobustViT training step against the released algorithm and a plain CE step.
+
+    python tools/benchmark.py --model vit-b --batch 4            # ViT-B/16 @224, the paper's config
+    python tools/benchmark.py --model vit-l --batch 2 --json out.json
+    python tools/benchmark.py --config configs/robustvit/deit-small-p16_robustvit_imagenet-s.py
+    python tools/benchmark.py --quick                             # a small shape, under a minute
+
+Random weights with the exact shapes of the config (the zero-initialised head is randomised). In ONE
+run, interleaved per repeat after warm-up, medians over the repeats:
+
+- ``ours``: one training step of ``RelevanceGuidedClassifier`` (``model.loss`` -> parse_losses ->
+  backward -> AdamW, through an mmengine ``OptimWrapper``): one forward, one ``autograd.grad``
+  over all attention maps, one backward;
+- ``reference``: the same math done the released code's way (reference.md §1.2, §2.1): a forward
+  with the attention recorded, a separate ``autograd.grad`` PER BLOCK, the full (B, N, N) relevance
+  matrix, a second forward for the classification loss, backward, AdamW. For comparison only;
+- ``plain``: an ordinary fine-tuning step of the same model (``ImageClassifier.loss``: fused
+  attention, the head's loss), the floor;
+- ``gae``: ``gae_relevance`` alone (eval mode) vs ``fwd_bwd``: one forward + backward of a CE loss.
+
+Before timing, ``check_equal_work`` verifies that ``ours`` and ``reference`` give the same losses and
+the same parameter gradients (1e-4 relative), so the comparison is of equal work.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over one step (weights, optimizer state,
+gradients and activations). On CPU each variant runs in its own forked process (RSS peaks are
+process-wide and allocators keep freed memory), with glibc told to mmap every allocation above
+64 KiB so that RSS follows the live tensors: peak RSS (VmHWM, reset through /proc/self/clear_refs)
+of one step taken once AdamW's state exists, minus the RSS before the model was built (the CPU
+analogue of max allocated); "working" memory leaves out the resident weights and optimizer state.
+
+Options: ``--threads N`` (on a busy shared CPU, 1 thread keeps OpenMP barriers from turning other
+people's load into 10x noise; process CPU seconds are reported next to wall seconds), ``--amp
+bfloat16|float16`` (mmengine ``AmpOptimWrapper`` on CUDA; ``torch.autocast`` bf16 on CPU, where
+the wrapper refuses to run), ``--compile [BACKEND]`` (``torch.compile`` of the backbone).
+"""
+import argparse
+import copy
+import ctypes
+import gc
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESETS = {
+    'vit-b': os.path.join(REPO, 'configs/robustvit/vit-base-p16_robustvit_imagenet-s.py'),
+    'vit-l': os.path.join(REPO, 'configs/robustvit/vit-large-p16_robustvit_imagenet-s.py'),
+}
+# --quick: a ViT with the paper's patch size, scaled down so that the whole run takes seconds.
+QUICK_BACKBONE = dict(type='VisionTransformer', img_size=112, patch_size=16, drop_rate=0.0,
+                      drop_path_rate=0.0, init_cfg=None,
+                      arch=dict(embed_dims=192, num_layers=6, num_heads=3,
+                                feedforward_channels=768))
+VARIANTS = ('ours', 'reference', 'plain', 'gae', 'fwd_bwd')
+STEP_VARIANTS = ('ours', 'reference', 'plain')
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- model and data
+def load_model_cfg(config=None, quick=False):
+    """The ``model`` dict of a config (or of the --quick shape) and the config's name."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config or PRESETS['vit-b'])
+    model_cfg = copy.deepcopy(cfg.model)
+    name = os.path.splitext(os.path.basename(config or PRESETS['vit-b']))[0]
+    if quick:
+        model_cfg['backbone'] = copy.deepcopy(QUICK_BACKBONE)
+        model_cfg['head']['in_channels'] = QUICK_BACKBONE['arch']['embed_dims']
+        name = 'quick (ViT 6x192, 3 heads, 112 px, patch 16)'
+    return model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg), name
+
+
+def build_model(model_cfg, device='cpu', seed=0):
+    """The config's classifier with random weights; the zero-initialised head is randomised."""
+    import robustvit_mm  # noqa: F401  (registers)
+    from mmpretrain.registry import MODELS
+    model_cfg = copy.deepcopy(model_cfg)
+    model_cfg.pop('init_cfg', None)
+    model_cfg.get('backbone', {}).pop('init_cfg', None)
+    model_cfg['backbone']['init_cfg'] = None
+    torch.manual_seed(seed)
+    model = MODELS.build(model_cfg)
+    head = model.head.layers.head
+    torch.nn.init.normal_(head.weight, std=head.in_features ** -0.5)  # logits ~ N(0, 1)
+    torch.nn.init.normal_(head.bias, std=0.1)
+    return model.to(device).train()
+
+
+def compile_backbone(model, **compile_kwargs):
+    """``torch.compile`` the backbone in place (``nn.Module.compile``: its class stays, so the
+    attention recorder still finds the ViT). mmcv's ``DropPath`` holds numpy drop rates, on which
+    dynamo cannot branch (a graph break per block): they become Python floats (same values)."""
+    from mmcv.cnn.bricks.drop import DropPath
+    for module in model.modules():
+        if isinstance(module, DropPath):
+            module.drop_prob = float(module.drop_prob)
+    model.backbone.compile(**compile_kwargs)
+    return model
+
+
+def input_size(model):
+    from robustvit_mm.relevance.capture import find_vit
+    vit, family = find_vit(model)
+    size = vit.img_size if family == 'mmpretrain' else vit.patch_embed.img_size
+    return tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+
+
+def make_batch(model, batch, device='cpu', seed=0):
+    """Normalised random images and data samples carrying fg/ignore masks and GT labels.
+
+    Masks are ellipses drawn at 1/8 resolution and resized bilinearly, so they have fractional
+    boundary pixels like the resized ImageNet-S masks of the real pipeline.
+    """
+    from mmpretrain.structures import DataSample
+    height, width = input_size(model)
+    num_classes = model.head.num_classes
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(batch, 3, height, width, generator=gen)
+    small_h, small_w = max(height // 8, 4), max(width // 8, 4)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, small_h), torch.linspace(-1, 1, small_w),
+                            indexing='ij')
+    samples = []
+    for i in range(batch):
+        cy, cx, ry, rx = (torch.rand(4, generator=gen) * torch.tensor([0.8, 0.8, 0.5, 0.5])
+                          + torch.tensor([-0.4, -0.4, 0.3, 0.3])).tolist()
+        blob = ((((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2) <= 1).float()
+        mask = F.interpolate(blob[None, None], size=(height, width), mode='bilinear',
+                             align_corners=False)[0, 0]
+        sample = DataSample().set_gt_label(int(torch.randint(num_classes, (1,), generator=gen)))
+        sample.set_field(mask.numpy(), 'fg_mask')
+        sample.set_field(np.zeros((height, width), np.float32), 'ignore_mask')
+        samples.append(sample.to(device))
+    return inputs.to(device), samples
+
+
+def build_optim_wrapper(model, amp=None):
+    """AdamW as the paper's schedule config; AMP through mmengine's AmpOptimWrapper where it runs."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-6, weight_decay=1e-4,
+                                  betas=(0.9, 0.999), eps=1e-8)
+    if amp is None:
+        return OptimWrapper(optimizer=optimizer)
+    return AmpOptimWrapper(optimizer=optimizer, dtype=amp)
+
+
+# ----------------------------------------------------------------------------- the variants
+def ours_losses(model, inputs, samples):
+    """``RelevanceGuidedClassifier.loss`` as the runner calls it; returns (total, losses)."""
+    losses = model.loss(inputs, samples)
+    total, _ = model.parse_losses(losses)
+    return total, losses
+
+
+def reference_relevance(model, inputs, targets):
+    """The released ``generate_relevance`` (reference.md §1.2): forward #1 with attention recorded,
+    one ``autograd.grad`` PER BLOCK, the full (B, N, N) relevance matrix, CLS row over the patches,
+    bilinear upsample, per-image min-max (no epsilon, as released)."""
+    from robustvit_mm.relevance import AttentionRecorder
+    with AttentionRecorder(model) as recorder:
+        output = model(inputs, mode='tensor')
+    batch = output.shape[0]
+    one_hot = torch.zeros_like(output)
+    one_hot[torch.arange(batch, device=output.device), targets] = 1
+    score = (one_hot * output).sum()
+    model.zero_grad()
+    maps = recorder.maps
+    tokens = maps[0].shape[-1]
+    relevance = torch.eye(tokens, device=output.device).expand(batch, tokens, tokens)
+    for attn in maps:
+        grad = torch.autograd.grad(score, [attn], retain_graph=True)[0]
+        cam = (grad * attn).clamp(min=0).mean(dim=1)
+        relevance = relevance + torch.bmm(cam, relevance)
+    relevance = relevance[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
+    relevance = F.interpolate(relevance, size=tuple(inputs.shape[-2:]), mode='bilinear')
+    flat = relevance.flatten(1)
+    low = flat.min(dim=1, keepdim=True)[0]
+    high = flat.max(dim=1, keepdim=True)[0]
+    return ((flat - low) / (high - low)).view_as(relevance)
+
+
+def reference_losses(model, inputs, samples):
+    """reference.md §2.1 with this model's loss modules: relevance from its own forward, then a
+    SECOND forward (no recording) for the confidence-boosting CE. Returns (total, losses)."""
+    from robustvit_mm.models.classifier import stack_masks
+    targets = torch.cat([sample.gt_label for sample in samples]).to(inputs.device)
+    fg_mask = stack_masks(samples, 'fg_mask', inputs.device)
+    ignore_mask = stack_masks(samples, 'ignore_mask', inputs.device)
+    relevance = reference_relevance(model, inputs, targets)
+    losses = dict(model.relevance_loss(relevance, fg_mask, ignore_mask))
+    logits = model(inputs, mode='tensor')  # forward #2
+    losses['loss_cls'] = model.head._get_loss(logits, samples)['loss']
+    total = sum(value for key, value in losses.items() if 'loss' in key)
+    return total, losses
+
+
+def plain_losses(model, inputs, samples):
+    """An ordinary fine-tuning step's loss: ``ImageClassifier.loss`` (fused attention, head CE)."""
+    from mmpretrain.models.classifiers import ImageClassifier
+    losses = ImageClassifier.loss(model, inputs, samples)
+    total, _ = model.parse_losses(losses)
+    return total, losses
+
+
+LOSS_FNS = dict(ours=ours_losses, reference=reference_losses, plain=plain_losses)
+
+
+def train_step(variant, model, optim_wrapper, inputs, samples):
+    """One training step: loss of ``variant`` under the wrapper's (AMP) context, backward, AdamW."""
+    with optim_wrapper.optim_context(model):
+        total, _ = LOSS_FNS[variant](model, inputs, samples)
+    optim_wrapper.update_params(total)  # backward, step, zero_grad
+
+
+def gae_step(model, inputs, samples):
+    from robustvit_mm.relevance import gae_relevance
+    targets = torch.cat([sample.gt_label for sample in samples])
+    gae_relevance(model, inputs, targets)
+
+
+def fwd_bwd_step(model, inputs, samples):
+    targets = torch.cat([sample.gt_label for sample in samples])
+    F.cross_entropy(model(inputs, mode='tensor'), targets).backward()
+    model.zero_grad(set_to_none=True)
+
+
+def run_variant(variant, model, optim_wrapper, inputs, samples):
+    if variant in STEP_VARIANTS:
+        model.train()
+        train_step(variant, model, optim_wrapper, inputs, samples)
+    else:
+        model.eval()  # inference-time explanation cost
+        (gae_step if variant == 'gae' else fwd_bwd_step)(model, inputs, samples)
+        model.train()
+
+
+# ----------------------------------------------------------------------------- equal work
+def _gradients(model):
+    return {name: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def check_equal_work(model, inputs, samples, rtol=1e-4, variant_fns=None):
+    """Do ``ours`` and ``reference`` compute the same thing? Same losses (each term) and the same
+    gradient of every parameter, to ``rtol`` relative (norm of the difference over the norm of the
+    reference gradient). Both run from the same weights (no optimizer step in between).
+
+    Returns a report dict; raises ``AssertionError`` naming the first mismatches otherwise.
+    """
+    fns = variant_fns or LOSS_FNS
+    results = {}
+    for variant in ('ours', 'reference'):
+        model.zero_grad(set_to_none=True)
+        total, losses = fns[variant](model, inputs, samples)
+        total.backward()
+        results[variant] = ({k: v.detach().double() for k, v in losses.items() if 'loss' in k},
+                            total.detach().double(), _gradients(model))
+        model.zero_grad(set_to_none=True)
+    (ours_terms, ours_total, ours_grads), (ref_terms, ref_total, ref_grads) = (
+        results['ours'], results['reference'])
+    problems = []
+    if set(ours_terms) != set(ref_terms):
+        problems.append(f'loss terms differ: {sorted(ours_terms)} vs {sorted(ref_terms)}')
+    worst_loss = 0.0
+    for key in sorted(set(ours_terms) & set(ref_terms)) + ['total']:
+        a, b = (ours_total, ref_total) if key == 'total' else (ours_terms[key], ref_terms[key])
+        rel = float((a - b).abs() / b.abs().clamp(min=1e-12))
+        worst_loss = max(worst_loss, rel)
+        if rel > rtol:
+            problems.append(f'{key}: ours {float(a):.8g} vs reference {float(b):.8g} (rel {rel:.2e})')
+    worst_grad, worst_name = 0.0, None
+    diff_sq, ref_sq = 0.0, 0.0
+    for name, ref in ref_grads.items():
+        ours = ours_grads[name]
+        diff = float((ours.double() - ref.double()).norm())
+        scale = float(ref.double().norm())
+        diff_sq, ref_sq = diff_sq + diff ** 2, ref_sq + scale ** 2
+        rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float('inf'))
+        if rel > worst_grad:
+            worst_grad, worst_name = rel, name
+        if rel > rtol:
+            problems.append(f'gradient of {name}: relative difference {rel:.2e}')
+    if problems:
+        raise AssertionError('ours and reference-style do not compute the same step:\n  '
+                             + '\n  '.join(problems[:10])
+                             + (f'\n  ... and {len(problems) - 10} more' if len(problems) > 10
+                                else ''))
+    return dict(rtol=rtol, worst_loss_rel=worst_loss, worst_grad_rel=worst_grad,
+                worst_grad_param=worst_name,
+                total_grad_rel=(diff_sq ** 0.5) / max(ref_sq ** 0.5, 1e-30),
+                loss=float(ref_total), num_params=len(ref_grads))
+
+
+# ----------------------------------------------------------------------------- timing
+def _sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_variants(model, optim_wrapper, inputs, samples, variants, warmup, repeats, device):
+    """Interleaved (v1, v2, ..., v1, v2, ...) seconds of each variant, warm-up rounds first.
+
+    Returns ``(wall, cpu)``: wall-clock seconds (``perf_counter``, CUDA synchronised) and this
+    process's CPU seconds (``process_time``: all its threads), per variant and repeat.
+    """
+    times = {v: [] for v in variants}
+    cpu_times = {v: [] for v in variants}
+    total_rounds = warmup + repeats
+    for round_index in range(total_rounds):
+        warm = round_index < warmup
+        for variant in variants:
+            _sync(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run_variant(variant, model, optim_wrapper, inputs, samples)
+            _sync(device)
+            elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            if not warm:
+                times[variant].append(elapsed)
+                cpu_times[variant].append(elapsed_cpu)
+            log(f'  [{"warm-up" if warm else "repeat"} {round_index + 1 - (0 if warm else warmup)}'
+                f'/{warmup if warm else repeats}] {variant:<9} {elapsed:8.3f} s wall '
+                f'{elapsed_cpu:8.3f} s cpu')
+    return times, cpu_times
+
+
+# ----------------------------------------------------------------------------- memory
+def _rss_bytes():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _hwm_bytes():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
+def _reset_hwm():
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+
+
+def _trim_heap():
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except OSError:
+        pass
+
+
+def _prepare_optimizer_state(model, optim_wrapper):
+    """Create AdamW's state (a step with zero gradients) so the measured step is a steady-state one."""
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    optim_wrapper.step()
+    optim_wrapper.zero_grad(set_to_none=True)
+
+
+def _allocations_to_mmap(threshold=64 * 1024):
+    """Make glibc serve every allocation above ``threshold`` bytes with its own mmap, returned to
+    the system when freed, so RSS follows the live tensors (not what the heap keeps cached)."""
+    try:
+        ctypes.CDLL('libc.so.6').mallopt(-3, threshold)  # M_MMAP_THRESHOLD; fixes it (no dynamic)
+    except (OSError, AttributeError):
+        pass
+
+
+def _cpu_memory_child(conn, variant, model_cfg, batch, amp, compile_backend, threads):
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        _allocations_to_mmap()
+        start_rss = _rss_bytes()
+        model = build_model(model_cfg)
+        if compile_backend:
+            compile_backbone(model, backend=compile_backend)
+        inputs, samples = make_batch(model, batch)
+        optim_wrapper = build_optim_wrapper(model, None)
+        _prepare_optimizer_state(model, optim_wrapper)
+        if compile_backend:  # compile outside the measured step
+            with _cpu_autocast(amp):
+                run_variant(variant, model, optim_wrapper, inputs, samples)
+        _trim_heap()
+        resident = _rss_bytes()
+        _reset_hwm()
+        with _cpu_autocast(amp):
+            run_variant(variant, model, optim_wrapper, inputs, samples)
+        peak = _hwm_bytes()
+        conn.send(dict(peak=peak - start_rss, working=peak - resident))
+    except BaseException as error:  # report, never hang the parent
+        conn.send(dict(error=f'{type(error).__name__}: {error}'))
+    finally:
+        conn.close()
+
+
+def measure_memory_cpu(variant, model_cfg, batch, amp=None, compile_backend=None, threads=None):
+    """Peak RSS of one step of ``variant`` in a forked process (RSS peak is process-wide).
+
+    GNU OpenMP does not survive ``fork``: a child entering a parallel region after the parent ran
+    one hangs. Fork before this process runs any kernel (as ``main`` does), or pass ``threads=1``.
+    """
+    context = multiprocessing.get_context('fork')
+    parent, child = context.Pipe(duplex=False)
+    process = context.Process(target=_cpu_memory_child,
+                              args=(child, variant, model_cfg, batch, amp, compile_backend,
+                                    threads))
+    process.start()
+    child.close()
+    result = parent.recv()
+    process.join()
+    if 'error' in result:
+        raise RuntimeError(f'memory measurement of {variant!r} failed: {result["error"]}')
+    return result
+
+
+def measure_memory_cuda(variant, model, optim_wrapper, inputs, samples, device):
+    optim_wrapper.zero_grad(set_to_none=True)
+    gc.collect()
+    torch.cuda.synchronize(device)
+    resident = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run_variant(variant, model, optim_wrapper, inputs, samples)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return dict(peak=peak, working=peak - resident)
+
+
+class _cpu_autocast:
+    """bf16 autocast on CPU (mmengine's AmpOptimWrapper refuses to run without an accelerator)."""
+
+    def __init__(self, amp):
+        self.context = (torch.autocast('cpu', dtype=getattr(torch, amp)) if amp
+                        else None)
+
+    def __enter__(self):
+        return self.context.__enter__() if self.context else None
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc) if self.context else False
+
+
+# ----------------------------------------------------------------------------- report
+def machine_description(device):
+    if torch.device(device).type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} cores'
+
+
+def _fmt_bytes(value):
+    return f'{value / 2 ** 20:.0f} MiB'
+
+
+RATIO_LABELS = (
+    ('speedup_vs_reference', 'speed-up vs reference-style (ref / ours)'),
+    ('ratio_vs_plain', 'time ours / plain CE'),
+    ('memory_ratio_vs_plain', 'peak memory ours / plain CE'),
+    ('working_memory_ratio_vs_plain', 'working memory ours / plain CE'),
+    ('memory_ratio_reference_vs_plain', 'peak memory reference / plain CE'),
+    ('gae_ratio_vs_fwd_bwd', 'time gae_relevance / forward+backward'),
+)
+VARIANT_LABELS = dict(ours='ours (RelevanceGuided step)', reference='reference-style step',
+                      plain='plain CE step', gae='gae_relevance (eval)',
+                      fwd_bwd='forward+backward')
+
+
+def format_table(result):
+    check = result['check']
+    lines = [f'model {result["model"]}, batch {result["batch"]}, '
+             f'{"x".join(map(str, result["image_size"]))} px, device {result["device"]} '
+             f'({result["machine"]}), {result["threads"]} torch threads, torch {result["torch"]}'
+             + (f', amp {result["amp"]}' if result['amp'] else '')
+             + (f', torch.compile({result["compile"]})' if result.get('compile') else ''),
+             ('equal work: NOT CHECKED (--no-check)' if check.get('skipped') else
+              f'equal work: losses within {check["worst_loss_rel"]:.1e}, gradients within '
+              f'{check["worst_grad_rel"]:.1e} relative (tolerance {check["rtol"]:.0e})'),
+             f'{result["warmup"]} warm-up + {result["repeats"]} interleaved repeats; medians',
+             '',
+             f'| {"variant":<28} | {"wall s":>8} | {"cpu s":>8} | {"peak mem":>10} | '
+             f'{"working mem":>11} |',
+             f'|{"-" * 30}|{"-" * 10}|{"-" * 10}|{"-" * 12}|{"-" * 13}|']
+    for variant in result['variants']:
+        t = result['times'][variant]
+        mem = result['memory'].get(variant)
+        peak, work = (_fmt_bytes(mem['peak']), _fmt_bytes(mem['working'])) if mem else ('', '')
+        lines.append(f'| {VARIANT_LABELS[variant]:<28} | {t["median"]:>8.3f} | '
+                     f'{t["cpu_median"]:>8.3f} | {peak:>10} | {work:>11} |')
+    lines += ['', f'| {"ratio":<42} | {"wall":>6} | {"cpu":>6} |', f'|{"-" * 44}|{"-" * 8}|{"-" * 8}|']
+    for key, label in RATIO_LABELS:
+        value, cpu_value = result.get(key), result.get('cpu_time_ratios', {}).get(key)
+        if value is None:
+            continue
+        cpu_text = f'{cpu_value:6.2f}' if cpu_value is not None else ' ' * 6
+        lines.append(f'| {label:<42} | {value:6.2f} | {cpu_text} |')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument('--model', choices=sorted(PRESETS), default='vit-b',
+                      help='a paper config: vit-b (ViT-B/16) or vit-l (ViT-L/16), 224 px')
+    what.add_argument('--config', help='any RelevanceGuidedClassifier config (only its shapes)')
+    parser.add_argument('--quick', action='store_true',
+                        help='a small ViT (6 blocks x 192, 112 px, patch 16): seconds')
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first (default 1)')
+    parser.add_argument('--repeats', type=int, default=None, help='default 3 (--quick: 5)')
+    parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS),
+                        help='what to time (default all; ratios need their pairs)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch.set_num_threads (default: torch\'s choice). On a busy shared '
+                             'CPU, 1 avoids OpenMP barrier stalls that make wall times erratic')
+    parser.add_argument('--amp', choices=['bfloat16', 'float16'], default=None,
+                        help='mixed precision: mmengine AmpOptimWrapper on CUDA; torch.autocast '
+                             '(bfloat16) on CPU, where AmpOptimWrapper refuses to run')
+    parser.add_argument('--compile', nargs='?', const='inductor', default=None, metavar='BACKEND',
+                        help='torch.compile the backbone (default backend inductor) for every '
+                             'variant; compilation happens in the warm-up')
+    parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
+    parser.add_argument('--no-check', action='store_true',
+                        help='skip the equal-work check (never for reported numbers)')
+    parser.add_argument('--rtol', type=float, default=1e-4, help='equal-work tolerance')
+    parser.add_argument('--json', help='write the results (and the ratios) to this JSON file')
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 5 if args.quick else 3
+    if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error('--batch and --repeats must be >= 1, --warmup >= 0')
+    return args
+
+
+def _ratios(values, memory_peak=None, memory_working=None):
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+    out = dict(speedup_vs_reference=ratio(values.get('reference'), values.get('ours')),
+               ratio_vs_plain=ratio(values.get('ours'), values.get('plain')),
+               gae_ratio_vs_fwd_bwd=ratio(values.get('gae'), values.get('fwd_bwd')))
+    if memory_peak is not None:
+        out.update(
+            memory_ratio_vs_plain=ratio(memory_peak.get('ours'), memory_peak.get('plain')),
+            working_memory_ratio_vs_plain=ratio(memory_working.get('ours'),
+                                                memory_working.get('plain')),
+            memory_ratio_reference_vs_plain=ratio(memory_peak.get('reference'),
+                                                  memory_peak.get('plain')))
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = args.config or PRESETS[args.model]
+    model_cfg, name = load_model_cfg(config, args.quick)
+    amp = args.amp
+    if amp and device.type == 'cpu' and amp != 'bfloat16':
+        raise SystemExit('--amp float16 needs CUDA; use --amp bfloat16 on CPU')
+    variants = [v for v in VARIANTS if v in args.variants]
+    log(f'benchmark: {name}, batch {args.batch}, device {device}, '
+        f'{torch.get_num_threads()} threads' + (f', amp {amp}' if amp else ''))
+
+    memory = {}
+    if not args.no_memory and device.type == 'cpu':
+        # Forked before this process runs any kernel: each child starts with fresh thread pools.
+        for variant in variants:
+            log(f'memory: {variant} (own process) ...')
+            memory[variant] = measure_memory_cpu(variant, model_cfg, args.batch, amp,
+                                                 args.compile, args.threads)
+            log(f'memory: {variant}: peak {_fmt_bytes(memory[variant]["peak"])}, working '
+                f'{_fmt_bytes(memory[variant]["working"])}')
+
+    log('building the model ...')
+    model = build_model(model_cfg, device)
+    if args.compile:
+        compile_backbone(model, backend=args.compile)
+    inputs, samples = make_batch(model, args.batch, device)
+    check = None
+    if not args.no_check:
+        log('checking that ours and reference-style compute the same step (float32) ...')
+        check = check_equal_work(model, inputs, samples, rtol=args.rtol)
+        log(f'  equal: losses within {check["worst_loss_rel"]:.1e}, gradients within '
+            f'{check["worst_grad_rel"]:.1e} (worst: {check["worst_grad_param"]})')
+
+    optim_wrapper = build_optim_wrapper(model, amp if amp and device.type == 'cuda' else None)
+    log(f'timing {", ".join(variants)}: {args.warmup} warm-up + {args.repeats} repeats, '
+        'interleaved ...')
+    with _cpu_autocast(amp if device.type == 'cpu' else None):
+        wall, cpu = time_variants(model, optim_wrapper, inputs, samples, variants, args.warmup,
+                                  args.repeats, device)
+        if not args.no_memory and device.type == 'cuda':
+            for variant in variants:
+                memory[variant] = measure_memory_cuda(variant, model, optim_wrapper, inputs,
+                                                      samples, device)
+
+    med = {v: statistics.median(ts) for v, ts in wall.items()}
+    cpu_med = {v: statistics.median(ts) for v, ts in cpu.items()}
+    peak = {v: m['peak'] for v, m in memory.items()} if memory else None
+    working = {v: m['working'] for v, m in memory.items()} if memory else None
+    result = dict(
+        model=name, config=None if args.quick else os.path.relpath(config, REPO),
+        batch=args.batch, image_size=list(input_size(model)), device=str(device),
+        machine=machine_description(device), torch=torch.__version__,
+        threads=torch.get_num_threads(), amp=amp, compile=args.compile, warmup=args.warmup,
+        repeats=args.repeats,
+        load_average=list(os.getloadavg()), check=check or dict(skipped=True), variants=variants,
+        times={v: dict(median=med[v], min=min(wall[v]), all=wall[v], cpu_median=cpu_med[v],
+                       cpu_all=cpu[v]) for v in variants},
+        memory=memory,
+        **_ratios(med, peak, working),
+        cpu_time_ratios=_ratios(cpu_med),
+    )
+    print(format_table(result), flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+        log(f'wrote {args.json}')
+    return result
+
+
+if __name__ == '__main__':
+    main()
