@@ -59,6 +59,9 @@ QUICK_BACKBONE = dict(type='VisionTransformer', img_size=112, patch_size=16, dro
                       drop_path_rate=0.0, init_cfg=None,
                       arch=dict(embed_dims=192, num_layers=6, num_heads=3,
                                 feedforward_channels=768))
+# The paper's optimiser (configs/_base_/schedules/robustvit_50e.py), used when a config has none.
+DEFAULT_OPTIM_WRAPPER = dict(
+    optimizer=dict(type='AdamW', lr=3e-6, weight_decay=1e-4, betas=(0.9, 0.999), eps=1e-8))
 VARIANTS = ('ours', 'reference', 'plain', 'gae', 'fwd_bwd')
 STEP_VARIANTS = ('ours', 'reference', 'plain')
 
@@ -68,17 +71,23 @@ def log(message):
 
 
 # ----------------------------------------------------------------------------- model and data
+def _plain(cfg):
+    return cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+
+
 def load_model_cfg(config=None, quick=False):
-    """The ``model`` dict of a config (or of the --quick shape) and the config's name."""
+    """``(model, optim_wrapper, name)`` of a config: its model dict (or the --quick shape), its
+    ``optim_wrapper`` dict (what the runner would build) and its name."""
     from mmengine.config import Config
     cfg = Config.fromfile(config or PRESETS['vit-b'])
-    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg = _plain(copy.deepcopy(cfg.model))
+    optim_cfg = _plain(copy.deepcopy(cfg.get('optim_wrapper', DEFAULT_OPTIM_WRAPPER)))
     name = os.path.splitext(os.path.basename(config or PRESETS['vit-b']))[0]
     if quick:
         model_cfg['backbone'] = copy.deepcopy(QUICK_BACKBONE)
         model_cfg['head']['in_channels'] = QUICK_BACKBONE['arch']['embed_dims']
         name = 'quick (ViT 6x192, 3 heads, 112 px, patch 16)'
-    return model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg), name
+    return model_cfg, optim_cfg, name
 
 
 def build_model(model_cfg, device='cpu', seed=0):
@@ -144,14 +153,20 @@ def make_batch(model, batch, device='cpu', seed=0):
     return inputs.to(device), samples
 
 
-def build_optim_wrapper(model, amp=None):
-    """AdamW as the paper's schedule config; AMP through mmengine's AmpOptimWrapper where it runs."""
-    from mmengine.optim import AmpOptimWrapper, OptimWrapper
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-6, weight_decay=1e-4,
-                                  betas=(0.9, 0.999), eps=1e-8)
-    if amp is None:
-        return OptimWrapper(optimizer=optimizer)
-    return AmpOptimWrapper(optimizer=optimizer, dtype=amp)
+def build_optim_wrapper(model, optim_cfg=None, amp=None, fused=False):
+    """The config's optimiser wrapper, built as the runner builds it (mmengine).
+
+    ``amp``: 'bfloat16'/'float16' turns it into mmengine's ``AmpOptimWrapper`` (accelerators only).
+    ``fused``: ``optimizer.fused=True`` (torch's single-pass AdamW kernel, CPU and CUDA).
+    """
+    from mmengine.optim import build_optim_wrapper as build
+    cfg = copy.deepcopy(optim_cfg or DEFAULT_OPTIM_WRAPPER)
+    cfg.setdefault('type', 'OptimWrapper')
+    if fused:
+        cfg['optimizer']['fused'] = True
+    if amp:
+        cfg.update(type='AmpOptimWrapper', dtype=amp)
+    return build(model, cfg)
 
 
 # ----------------------------------------------------------------------------- the variants
@@ -378,19 +393,21 @@ def _allocations_to_mmap(threshold=64 * 1024):
         pass
 
 
-def _cpu_memory_child(conn, variant, model_cfg, batch, amp, compile_backend, threads):
+def _cpu_memory_child(conn, variant, model_cfg, batch, options):
     try:
-        if threads:
-            torch.set_num_threads(threads)
+        amp = options.get('amp')
+        if options.get('threads'):
+            torch.set_num_threads(options['threads'])
         _allocations_to_mmap()
         start_rss = _rss_bytes()
         model = build_model(model_cfg)
-        if compile_backend:
-            compile_backbone(model, backend=compile_backend)
+        if options.get('compile'):
+            compile_backbone(model, backend=options['compile'])
         inputs, samples = make_batch(model, batch)
-        optim_wrapper = build_optim_wrapper(model, None)
+        optim_wrapper = build_optim_wrapper(model, options.get('optim_cfg'),
+                                            fused=options.get('fused', False))
         _prepare_optimizer_state(model, optim_wrapper)
-        if compile_backend:  # compile outside the measured step
+        if options.get('compile'):  # compile outside the measured step
             with _cpu_autocast(amp):
                 run_variant(variant, model, optim_wrapper, inputs, samples)
         _trim_heap()
@@ -406,17 +423,17 @@ def _cpu_memory_child(conn, variant, model_cfg, batch, amp, compile_backend, thr
         conn.close()
 
 
-def measure_memory_cpu(variant, model_cfg, batch, amp=None, compile_backend=None, threads=None):
+def measure_memory_cpu(variant, model_cfg, batch, **options):
     """Peak RSS of one step of ``variant`` in a forked process (RSS peak is process-wide).
 
+    ``options``: amp, compile (backend), threads, optim_cfg, fused, as for the timing.
     GNU OpenMP does not survive ``fork``: a child entering a parallel region after the parent ran
     one hangs. Fork before this process runs any kernel (as ``main`` does), or pass ``threads=1``.
     """
     context = multiprocessing.get_context('fork')
     parent, child = context.Pipe(duplex=False)
     process = context.Process(target=_cpu_memory_child,
-                              args=(child, variant, model_cfg, batch, amp, compile_backend,
-                                    threads))
+                              args=(child, variant, model_cfg, batch, options))
     process.start()
     child.close()
     result = parent.recv()
@@ -489,7 +506,8 @@ def format_table(result):
              f'{"x".join(map(str, result["image_size"]))} px, device {result["device"]} '
              f'({result["machine"]}), {result["threads"]} torch threads, torch {result["torch"]}'
              + (f', amp {result["amp"]}' if result['amp'] else '')
-             + (f', torch.compile({result["compile"]})' if result.get('compile') else ''),
+             + (f', torch.compile({result["compile"]})' if result.get('compile') else '')
+             + (', fused AdamW' if result['optimizer'].get('fused') else ''),
              ('equal work: NOT CHECKED (--no-check)' if check.get('skipped') else
               f'equal work: losses within {check["worst_loss_rel"]:.1e}, gradients within '
               f'{check["worst_grad_rel"]:.1e} relative (tolerance {check["rtol"]:.0e})'),
@@ -538,6 +556,9 @@ def parse_args(argv=None):
     parser.add_argument('--compile', nargs='?', const='inductor', default=None, metavar='BACKEND',
                         help='torch.compile the backbone (default backend inductor) for every '
                              'variant; compilation happens in the warm-up')
+    parser.add_argument('--fused-adamw', action='store_true',
+                        help='the config\'s AdamW with fused=True (same update, one kernel); the '
+                             'default is the config as written (a per-tensor loop on CPU)')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
     parser.add_argument('--no-check', action='store_true',
                         help='skip the equal-work check (never for reported numbers)')
@@ -573,7 +594,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config = args.config or PRESETS[args.model]
-    model_cfg, name = load_model_cfg(config, args.quick)
+    model_cfg, optim_cfg, name = load_model_cfg(config, args.quick)
     amp = args.amp
     if amp and device.type == 'cpu' and amp != 'bfloat16':
         raise SystemExit('--amp float16 needs CUDA; use --amp bfloat16 on CPU')
@@ -586,8 +607,9 @@ def main(argv=None):
         # Forked before this process runs any kernel: each child starts with fresh thread pools.
         for variant in variants:
             log(f'memory: {variant} (own process) ...')
-            memory[variant] = measure_memory_cpu(variant, model_cfg, args.batch, amp,
-                                                 args.compile, args.threads)
+            memory[variant] = measure_memory_cpu(
+                variant, model_cfg, args.batch, amp=amp, compile=args.compile,
+                threads=args.threads, optim_cfg=optim_cfg, fused=args.fused_adamw)
             log(f'memory: {variant}: peak {_fmt_bytes(memory[variant]["peak"])}, working '
                 f'{_fmt_bytes(memory[variant]["working"])}')
 
@@ -603,7 +625,9 @@ def main(argv=None):
         log(f'  equal: losses within {check["worst_loss_rel"]:.1e}, gradients within '
             f'{check["worst_grad_rel"]:.1e} (worst: {check["worst_grad_param"]})')
 
-    optim_wrapper = build_optim_wrapper(model, amp if amp and device.type == 'cuda' else None)
+    optim_wrapper = build_optim_wrapper(model, optim_cfg,
+                                        amp if amp and device.type == 'cuda' else None,
+                                        fused=args.fused_adamw)
     log(f'timing {", ".join(variants)}: {args.warmup} warm-up + {args.repeats} repeats, '
         'interleaved ...')
     with _cpu_autocast(amp if device.type == 'cpu' else None):
@@ -622,7 +646,9 @@ def main(argv=None):
         model=name, config=None if args.quick else os.path.relpath(config, REPO),
         batch=args.batch, image_size=list(input_size(model)), device=str(device),
         machine=machine_description(device), torch=torch.__version__,
-        threads=torch.get_num_threads(), amp=amp, compile=args.compile, warmup=args.warmup,
+        threads=torch.get_num_threads(), amp=amp, compile=args.compile,
+        optimizer=dict(optim_cfg['optimizer'], fused=True) if args.fused_adamw
+        else optim_cfg['optimizer'], warmup=args.warmup,
         repeats=args.repeats,
         load_average=list(os.getloadavg()), check=check or dict(skipped=True), variants=variants,
         times={v: dict(median=med[v], min=min(wall[v]), all=wall[v], cpu_median=cpu_med[v],
