@@ -52,9 +52,17 @@ def tiny():
     return model, inputs, samples
 
 
+def tiny_timm_cfg():
+    return dict(type='RelevanceGuidedTimmClassifier', model_name='vit_tiny_patch16_224',
+                pretrained=False, img_size=SIZE, patch_size=PATCH, depth=2, num_classes=CLASSES,
+                loss=dict(type='ConfidenceBoostingLoss', loss_weight=0.2))
+
+
 # ----------------------------------------------------------------------------- equal work
-def test_equality_check_passes_ours_vs_reference_style(tiny):
-    model, inputs, samples = tiny
+@pytest.mark.parametrize('family', ['mmpretrain', 'timm'])
+def test_equality_check_passes_ours_vs_reference_style(family):
+    model = bench.build_model(tiny_cfg() if family == 'mmpretrain' else tiny_timm_cfg())
+    inputs, samples = bench.make_batch(model, 3)
     report = bench.check_equal_work(model, inputs, samples, rtol=1e-4)
     assert report['worst_loss_rel'] <= 1e-4 and report['worst_grad_rel'] <= 1e-4
     assert report['num_params'] == sum(1 for p in model.parameters() if p.requires_grad)

@@ -14,7 +14,7 @@ run, interleaved per repeat after warm-up, medians over the repeats:
 - ``reference``: the same math done the released code's way (reference.md §1.2, §2.1): a forward
   with the attention recorded, a separate ``autograd.grad`` PER BLOCK, the full (B, N, N) relevance
   matrix, a second forward for the classification loss, backward, AdamW. For comparison only;
-- ``plain``: an ordinary fine-tuning step of the same model (``ImageClassifier.loss``: fused
+- ``plain``: an ordinary fine-tuning step of the same model (the parent classifier's ``loss``: fused
   attention, the head's loss), the floor;
 - ``gae``: ``gae_relevance`` alone (eval mode) vs ``fwd_bwd``: one forward + backward of a CE loss.
 
@@ -96,14 +96,22 @@ def build_model(model_cfg, device='cpu', seed=0):
     from mmpretrain.registry import MODELS
     model_cfg = copy.deepcopy(model_cfg)
     model_cfg.pop('init_cfg', None)
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model_cfg['backbone']['init_cfg'] = None
+    model_cfg.pop('pretrained', None)  # TimmClassifier: never download
+    if 'backbone' in model_cfg:
+        model_cfg['backbone']['init_cfg'] = None
     torch.manual_seed(seed)
     model = MODELS.build(model_cfg)
-    head = model.head.layers.head
+    head = classifier_head(model)
     torch.nn.init.normal_(head.weight, std=head.in_features ** -0.5)  # logits ~ N(0, 1)
     torch.nn.init.normal_(head.bias, std=0.1)
     return model.to(device).train()
+
+
+def classifier_head(model):
+    """The final linear layer: mmpretrain ViT head, or the timm model's ``head``."""
+    if hasattr(model, 'head') and hasattr(model.head, 'layers'):
+        return model.head.layers.head
+    return model.model.head
 
 
 def compile_backbone(model, **compile_kwargs):
@@ -114,7 +122,7 @@ def compile_backbone(model, **compile_kwargs):
     for module in model.modules():
         if isinstance(module, DropPath):
             module.drop_prob = float(module.drop_prob)
-    model.backbone.compile(**compile_kwargs)
+    (model.backbone if hasattr(model, 'backbone') else model.model).compile(**compile_kwargs)
     return model
 
 
@@ -133,7 +141,7 @@ def make_batch(model, batch, device='cpu', seed=0):
     """
     from mmpretrain.structures import DataSample
     height, width = input_size(model)
-    num_classes = model.head.num_classes
+    num_classes = classifier_head(model).out_features
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, 3, height, width, generator=gen)
     small_h, small_w = max(height // 8, 4), max(width // 8, 4)
@@ -214,15 +222,16 @@ def reference_losses(model, inputs, samples):
     relevance = reference_relevance(model, inputs, targets)
     losses = dict(model.relevance_loss(relevance, fg_mask, ignore_mask))
     logits = model(inputs, mode='tensor')  # forward #2
-    losses['loss_cls'] = model.head._get_loss(logits, samples)['loss']
+    losses['loss_cls'] = model._classification_losses(logits, samples)['loss_cls']  # head's loss
     total = sum(value for key, value in losses.items() if 'loss' in key)
     return total, losses
 
 
 def plain_losses(model, inputs, samples):
-    """An ordinary fine-tuning step's loss: ``ImageClassifier.loss`` (fused attention, head CE)."""
-    from mmpretrain.models.classifiers import ImageClassifier
-    losses = ImageClassifier.loss(model, inputs, samples)
+    """An ordinary fine-tuning step's loss: the parent classifier's ``loss`` (``ImageClassifier`` or
+    ``TimmClassifier``: fused attention, the head's loss)."""
+    from robustvit_mm.models.classifier import RelevanceGuidedMixin
+    losses = super(RelevanceGuidedMixin, model).loss(inputs, samples)
     total, _ = model.parse_losses(losses)
     return total, losses
 
