@@ -228,3 +228,14 @@ def test_unconvertible_timm_keys_are_named(tmp_path):
     torch.save(state, tmp_path / 'distilled.pth')
     with pytest.raises(ValueError, match='dist_token'):
         convert_timm_checkpoint(tmp_path / 'distilled.pth', tmp_path / 'out.pth')
+
+
+def test_predict_with_masks_but_no_labels_skips_the_training_loss():
+    # The relevance-as-segmentation test carries masks without class labels.
+    model = build_classifier().eval()
+    data = samples(2)
+    for sample in data:
+        del sample.gt_label
+    with torch.no_grad():
+        out = model.predict(torch.randn(2, 3, SIZE, SIZE), data)
+    assert 'relevance_losses' not in out[0] and out[0].pred_label is not None

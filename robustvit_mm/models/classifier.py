@@ -114,7 +114,9 @@ class RelevanceGuidedMixin:
         return losses
 
     def predict(self, inputs, data_samples=None, **kwargs):
-        with_masks = bool(data_samples) and self.val_loss and 'fg_mask' in data_samples[0]
+        # The segmentation test has masks but no labels: no training loss to report there.
+        with_masks = (bool(data_samples) and self.val_loss and 'fg_mask' in data_samples[0]
+                      and 'gt_label' in data_samples[0])
         if not with_masks:
             return self._predictions(self._logits(inputs), data_samples)
         # The paper selects checkpoints on this loss over held-out classes (reference §2.4).

@@ -124,7 +124,6 @@ class AttentionRecorder:
                     a, 'scaled_dot_product_attention', s))
 
             def on_patch_embed(module, args, output):
-                self._check_input(*args[0].shape[-2:])
                 self.grid = tuple(output[1])
         else:
             for block in self.vit.blocks:
@@ -137,11 +136,20 @@ class AttentionRecorder:
                 self._undo.append(handle.remove)
 
             def on_patch_embed(module, args, output):
-                height, width = args[0].shape[-2:]
-                self._check_input(height, width)
-                self.grid = tuple(module.dynamic_feat_size((height, width)))
-        handle = self.vit.patch_embed.register_forward_hook(on_patch_embed)
-        self._undo.append(handle.remove)
+                self.grid = tuple(module.dynamic_feat_size(tuple(args[0].shape[-2:])))
+        # Frozen layers (frozen_stages, requires_grad_(False)) would leave early maps outside the
+        # graph and autograd.grad could not reach them: then the input carries the graph instead.
+        input_needs_grad = any(not p.requires_grad for p in self.vit.parameters())
+
+        def before_patch_embed(module, args):
+            self._check_input(*args[0].shape[-2:])  # before timm's own assertion fires
+            if input_needs_grad and torch.is_grad_enabled() and not args[0].requires_grad:
+                return (args[0].detach().requires_grad_(True), *args[1:])
+            return None
+
+        for register, hook in ((self.vit.patch_embed.register_forward_pre_hook, before_patch_embed),
+                               (self.vit.patch_embed.register_forward_hook, on_patch_embed)):
+            self._undo.append(register(hook).remove)
         return self
 
     def __exit__(self, *exc):
