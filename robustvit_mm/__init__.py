@@ -3,9 +3,10 @@
 Importing the package registers every module in mmpretrain's registries, so a config needs only
 ``custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)``.
 """
-from .checkpoint import enable_local_checkpoint_loading
+from .checkpoint import enable_local_checkpoint_loading, enable_safe_remote_loading
 
 enable_local_checkpoint_loading()
+enable_safe_remote_loading()
 
 from . import datasets, engine, evaluation, masks, models, relevance, visualization  # noqa: E402,F401
 from .relevance import attention_rollout, gae_relevance, raw_attention  # noqa: E402

@@ -6,10 +6,12 @@ torch 2.6 made ``torch.load(weights_only=True)`` the default; mmengine 0.10.7 ch
 the user names, so we re-register mmengine's loader for LOCAL paths only; URLs keep torch's safe
 default.
 """
+import functools
 import os.path as osp
 
 import torch
 from mmengine.runner import CheckpointLoader
+from mmengine.runner import checkpoint as mmengine_checkpoint
 
 
 def load_from_local_trusted(filename, map_location=None):
@@ -26,3 +28,12 @@ def load_from_local_trusted(filename, map_location=None):
 def enable_local_checkpoint_loading():
     """Make mmengine's local-file scheme (prefix '') use :func:`load_from_local_trusted`."""
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_trusted, force=True)
+
+
+def enable_safe_remote_loading():
+    """mmengine loads http(s):// checkpoints through ``torch.hub.load_state_dict_from_url``, whose
+    ``weights_only`` defaults to False: a downloaded file would be fully unpickled (it can run code).
+    Force the safe loader for remote files; idempotent."""
+    load_url = mmengine_checkpoint.load_url
+    if getattr(load_url, 'keywords', {}).get('weights_only') is not True:
+        mmengine_checkpoint.load_url = functools.partial(load_url, weights_only=True)

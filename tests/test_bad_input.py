@@ -507,10 +507,6 @@ class _RunsCodeWhenUnpickled:
         return (os.mkdir, (self.marker,))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'mmengine 0.10.7 loads http(s):// checkpoints with torch.hub.load_state_dict_from_url, whose '
-    'weights_only defaults to False: a remote file is FULLY unpickled (runs code). Fix in '
-    'robustvit_mm/checkpoint.py: see docs/reliability.md'))
 def test_remote_checkpoints_keep_torch_safe_loading(tmp_path, monkeypatch):
     from mmengine.runner import CheckpointLoader
     evil = tmp_path / 'evil.pth'
