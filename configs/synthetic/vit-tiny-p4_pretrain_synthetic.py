@@ -17,9 +17,9 @@ _base_ = [
 # ViT "tiny-p4": 32 px, 4-px patches (an 8 x 8 grid), 4 blocks, width 96, 3 heads, MLP ratio 2.
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=3,
+        arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=6,
                   feedforward_channels=192),
-        img_size=32,
+        img_size=24,
         patch_size=4,
         drop_rate=0.0,
         drop_path_rate=0.0),

@@ -29,9 +29,9 @@ data_root = _data.data_root
 # Model size: the pretrained ViT tiny-p4 (32 px, 4-px patches, 4 blocks, width 96, 3 heads).
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=3,
+        arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=6,
                   feedforward_channels=192),
-        img_size=32,
+        img_size=24,
         patch_size=4),
     head=dict(num_classes=10, in_channels=96))
 data_preprocessor = dict(num_classes=10)   # mean = std = 127.5, to_rgb: as the paper and the data base
