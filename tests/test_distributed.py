@@ -14,6 +14,9 @@ test checks that the two final models give the same logits.
 """
 import os
 import os.path as osp
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -118,6 +121,29 @@ def test_gloo_initialises_without_touching_cuda(monkeypatch):
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
+
+
+def test_process_group_is_destroyed_at_exit(tmp_path):
+    """A gloo group left alive at exit can abort the process during teardown (SIGABRT, seen in CI
+    with dist_train.sh): the wrapper destroys it at exit. The probe is registered before the group
+    exists, so atexit (last in, first out) runs it after our handler."""
+    script = tmp_path / 'probe.py'
+    script.write_text(textwrap.dedent(f"""
+        import atexit, os
+        import torch.distributed as torch_dist
+        import robustvit_mm  # noqa: F401
+        from mmengine.dist import init_dist
+        from robustvit_mm.engine import dist_cpu
+        dist_cpu.has_accelerator = lambda: False
+        atexit.register(lambda: print('alive at exit:', torch_dist.is_initialized()))
+        os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                          MASTER_PORT='{free_port()}')
+        init_dist('pytorch', backend='gloo')
+        print('initialised:', torch_dist.is_initialized())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'initialised: True' in out.stdout and 'alive at exit: False' in out.stdout, out.stdout
 
 
 def test_wrapper_is_installed_once():

@@ -14,7 +14,13 @@ a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine 
     --launcher pytorch --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None
 
 'nccl' on a machine without a GPU fails at once with a message naming that switch.
+
+The stock tools never call ``destroy_process_group``; a gloo process that exits with its group alive
+can abort during interpreter teardown ("terminate called without an active exception", SIGABRT,
+seen in about one run in ten on CPU). The wrapper therefore destroys the group at exit, while the
+interpreter is still whole.
 """
+import atexit
 import functools
 
 import torch
@@ -37,8 +43,16 @@ def _needs_cuda(backend):
     return 'nccl' in backend and 'cpu:' not in backend
 
 
+def destroy_at_exit():
+    """Destroy the default process group if it is still alive (registered with ``atexit``)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
     """``_init_dist_pytorch`` that works on CPU-only machines (see the module docstring)."""
+    atexit.unregister(destroy_at_exit)  # once, however many times a process initialises
+    atexit.register(destroy_at_exit)
     if has_accelerator() or init_backend != 'torch':
         return original(backend, init_backend=init_backend, **kwargs)
     if _needs_cuda(backend):
@@ -61,4 +75,4 @@ def enable_cpu_distributed():
 
 enable_cpu_distributed()
 
-__all__ = ['enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch', 'CPU_SWITCH']
+__all__ = ['destroy_at_exit', 'enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch', 'CPU_SWITCH']
