@@ -340,7 +340,7 @@ def test_base_config_parses(repo_root):
     ft = cfg.finetune_dataloader.dataset
     assert ft.type == 'ImageNetSMaskDataset' and ft.split == 'all' and ft.labels == 'sorted_folders'
     assert ft.data_prefix == dict(img_path='masked/images', mask_path='masked/masks')
-    assert [t['type'] for t in ft.pipeline] == ['LoadImageFromFile', 'LoadForegroundMask',
+    assert [t['type'] for t in ft.pipeline] == ['LoadCheckedImage', 'LoadForegroundMask',
                                                 'PackInputs']
     assert 'train_dataloader' not in cfg and 'val_evaluator' not in cfg   # inheriting configs choose
     assert cfg.custom_imports == dict(imports=['robustvit_mm'], allow_failed_imports=False)

@@ -1,4 +1,6 @@
 """Joint image + mask geometric transforms (WithMask) and packing of the masks."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -211,3 +213,37 @@ def test_pack_inputs_keeps_masks_as_hw_arrays_in_the_data_sample():
     assert ds.flip is True
     np.testing.assert_array_equal(packed['inputs'][2].numpy(), ds.fg_mask * 255)
     torch.from_numpy(ds.fg_mask)  # contiguous, no negative strides after the flip
+
+
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+def test_load_checked_image_reads_like_the_stock_loader_and_names_bad_files(tmp_path, backend):
+    import cv2
+    rng = np.random.default_rng(0)
+    good = str(tmp_path / 'good.png')
+    pixels = rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+    cv2.imwrite(good, pixels)
+    checked = TRANSFORMS.build(dict(type='LoadCheckedImage', imdecode_backend=backend))
+    stock = TRANSFORMS.build(dict(type='LoadImageFromFile', imdecode_backend=backend))
+    ours, theirs = checked(dict(img_path=good)), stock(dict(img_path=good))
+    np.testing.assert_array_equal(ours['img'], theirs['img'])
+    assert ours['img_shape'] == theirs['img_shape'] == (12, 10)
+
+    with pytest.raises(FileNotFoundError, match=r"image file '.*missing\.png' not found"):
+        checked(dict(img_path=str(tmp_path / 'missing.png')))
+    bad = tmp_path / 'bad.png'
+    bad.write_bytes(b'GIF89a not really')
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + r"' cannot be decoded .*on_corrupt='skip'"):
+        checked(dict(img_path=str(bad)))
+
+    skipping = TRANSFORMS.build(dict(type='LoadCheckedImage', imdecode_backend=backend,
+                                     on_corrupt='skip'))
+    assert skipping(dict(img_path=str(bad))) is None and skipping(dict(img_path=str(bad))) is None
+    assert skipping.num_skipped == 2
+    assert skipping(dict(img_path=good))['img'].shape == (12, 10, 3)
+
+
+def test_load_checked_image_rejects_unknown_options():
+    with pytest.raises(ValueError, match="on_corrupt='ignore'"):
+        TRANSFORMS.build(dict(type='LoadCheckedImage', on_corrupt='ignore'))
+    with pytest.raises(ValueError, match="on_corrupt='skip' instead of ignore_empty"):
+        TRANSFORMS.build(dict(type='LoadCheckedImage', ignore_empty=True))

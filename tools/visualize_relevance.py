@@ -155,8 +155,8 @@ def build_pipeline(cfg):
     pipeline = _strip_mask_steps([dict(step) if isinstance(step, dict) else step
                                   for step in pipeline])
     first = pipeline[0].get('type') if pipeline and isinstance(pipeline[0], dict) else None
-    if getattr(first, '__name__', first) != 'LoadImageFromFile':
-        pipeline.insert(0, dict(type='LoadImageFromFile'))
+    if getattr(first, '__name__', first) not in ('LoadImageFromFile', 'LoadCheckedImage'):
+        pipeline.insert(0, dict(type='LoadCheckedImage'))
     return Compose(pipeline)
 
 

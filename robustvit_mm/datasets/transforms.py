@@ -1,4 +1,4 @@
-"""Foreground-mask loading and joint image + mask geometric transforms.
+"""Checked image loading, foreground-mask loading and joint image + mask geometric transforms.
 
 Result keys (CONTRIBUTING.md): ``fg_mask`` float32 (H, W), 1 = object; ``ignore_mask`` float32 (H, W),
 1 = ImageNet-S "ignore" pixel. They stay numpy arrays until
@@ -9,11 +9,15 @@ import copy
 from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+import logging
+
 import cv2
+import mmcv
 import numpy as np
-from mmcv.transforms import BaseTransform, TransformBroadcaster
+from mmcv.transforms import BaseTransform, LoadImageFromFile, TransformBroadcaster
 from mmcv.transforms.utils import cache_random_params
 from mmengine import fileio
+from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
 IGNORE_ID = 1000  # ImageNet-S "ignored" region
@@ -43,6 +47,68 @@ def decode_imagenet_s_ids(mask: np.ndarray, path: str = '?') -> np.ndarray:
     red = mask[:, :, 2].astype(np.int32)  # cv2 gives BGR(A)
     green = mask[:, :, 1].astype(np.int32)
     return green * 256 + red
+
+
+@TRANSFORMS.register_module()
+class LoadCheckedImage(LoadImageFromFile):
+    """``LoadImageFromFile`` whose every failure names the file, with an optional counted skip.
+
+    The stock loader fails on a 0-byte file (an interrupted download) inside cv2 without naming it,
+    and its ``ignore_empty=True`` lets mmengine swap the sample for a random other one with no trace.
+    Here a missing file raises ``FileNotFoundError``; an empty or undecodable one (corrupt,
+    truncated, not an image) is handled by ``on_corrupt``:
+
+    - ``'error'`` (default): ``ValueError`` naming the file.
+    - ``'skip'``: a warning naming the file and the running count of skipped images (per data-loader
+      process), then ``None``, on which mmengine's ``BaseDataset`` draws another sample. For training
+      pipelines only: in a test set mmengine refuses ``None``, and a validation set would silently
+      change.
+
+    The other arguments are those of ``mmcv.transforms.LoadImageFromFile``.
+    """
+
+    def __init__(self, on_corrupt: str = 'error', **kwargs):
+        if on_corrupt not in ('error', 'skip'):
+            raise ValueError(f"LoadCheckedImage: on_corrupt={on_corrupt!r}, expected 'error' or 'skip'")
+        if kwargs.get('ignore_empty'):
+            raise ValueError("LoadCheckedImage: use on_corrupt='skip' instead of ignore_empty=True")
+        super().__init__(**kwargs)
+        self.on_corrupt = on_corrupt
+        self.num_skipped = 0
+
+    def _corrupt(self, path: str, reason: str) -> None:
+        if self.on_corrupt == 'error':
+            raise ValueError(f'LoadCheckedImage: image {path!r} {reason}; fix or remove it, or set '
+                             "on_corrupt='skip' in the training pipeline")
+        self.num_skipped += 1
+        print_log(f'LoadCheckedImage: skipped image {path!r}: {reason} ({self.num_skipped} corrupt '
+                  'image(s) skipped so far by this data loader process)', logger='current',
+                  level=logging.WARNING)
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        try:
+            data = fileio.get(path, backend_args=self.backend_args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'LoadCheckedImage: image file {path!r} not found') from None
+        if not data:
+            return self._corrupt(path, 'is empty (0 bytes)')
+        try:
+            img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
+        except Exception as error:  # decoders raise many types; all mean "cannot decode"
+            img, detail = None, f' ({type(error).__name__}: {error})'
+        else:
+            detail = ''
+        if img is None:
+            return self._corrupt(path, f'cannot be decoded (corrupt, truncated or not an image){detail}')
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(on_corrupt={self.on_corrupt!r}, '
+                f'color_type={self.color_type!r}, imdecode_backend={self.imdecode_backend!r})')
 
 
 @TRANSFORMS.register_module()

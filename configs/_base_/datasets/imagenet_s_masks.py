@@ -35,7 +35,7 @@ data_preprocessor = dict(
 )
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedImage'),
     # ImageNet-S id = G*256 + R; ignore (1000) pixels are background in fg_mask (FLAG-8).
     dict(type='LoadForegroundMask', ignore_pixels='background'),
     # Same random crop/flip for image and masks; masks resized bilinear without antialias (FLAG-5).
@@ -54,7 +54,7 @@ train_pipeline = [
 ]
 
 val_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedImage'),
     dict(type='LoadForegroundMask', ignore_pixels='background'),
     dict(
         type='WithMask',

@@ -38,7 +38,7 @@ data_preprocessor = dict(num_classes=1000, mean=paper_mean, std=paper_std, to_rg
 
 # The reference: PIL RGB -> Resize(256) (shorter side, bilinear) -> CenterCrop(224).
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadCheckedImage', imdecode_backend='pillow'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bilinear'),
     dict(type='CenterCrop', crop_size=224),
     # gt_label_set: every acceptable ImageNet-1k label (ObjectNet); absent elsewhere.

@@ -40,17 +40,17 @@ data_preprocessor = dict(
     num_classes=10,
     mean=[127.5, 127.5, 127.5],
     std=[127.5, 127.5, 127.5],
-    # LoadImageFromFile gives BGR; SyntheticSpuriousDataset also stores BGR.
+    # LoadCheckedImage (LoadImageFromFile) gives BGR; SyntheticSpuriousDataset also stores BGR.
     to_rgb=True)
 
 # Image-only (ImageFolder splits: pretrain/, test_in_dist/, test_shifted/).
 image_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedImage'),
     dict(type='PackInputs'),
 ]
 # Image + exact foreground mask (ImageNet-S layout: masked/, masked_val/, test_shifted + masks).
 mask_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadCheckedImage'),
     dict(type='LoadForegroundMask'),
     dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
 ]
