@@ -55,15 +55,24 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'synthetic')
 
 # ---------------------------------------------------------------------------------------------
-# What is run. An arm is a fine-tune config started from the pretrained checkpoint ('pretrained' is
-# the pretrained model itself). Adding an arm = one line here + one config.
+# What is run. An arm is a fine-tune config started from the pretrained checkpoint, optionally with
+# config overrides (``--cfg-options`` style keys); 'pretrained' is the pretrained model itself. Adding
+# an arm = one line here (+ one config if it is not an override of an existing one).
 # ---------------------------------------------------------------------------------------------
 PRETRAIN_CONFIG = 'vit-tiny-p4_pretrain_synthetic.py'
+ROBUSTVIT_CONFIG = 'vit-tiny-p4_robustvit_synthetic.py'
 ARMS = {
     'pretrained': None,
     'baseline_ce': 'vit-tiny-p4_ce-finetune_synthetic.py',        # plain CE (control)
-    'robustvit': 'vit-tiny-p4_robustvit_synthetic.py',            # the paper's method
+    'robustvit': ROBUSTVIT_CONFIG,                                # the paper's method
     'robustvit_gt': 'vit-tiny-p4_robustvit-gt-ce_synthetic.py',   # GT-label CE ablation
+    'gradmask': 'vit-tiny-p4_gradmask_synthetic.py',              # baselines (live penalty)
+    'rrr': 'vit-tiny-p4_rrr_synthetic.py',
+    # RobustViT loss ablations and the second-order variant (configs/baselines/README.md).
+    'no_background': (ROBUSTVIT_CONFIG, {'model.relevance_loss.background_weight': 0.0}),
+    'no_foreground': (ROBUSTVIT_CONFIG, {'model.relevance_loss.foreground_weight': 0.0}),
+    'no_classification': (ROBUSTVIT_CONFIG, {'model.head.loss_weight': 0.0}),
+    'create_graph': (ROBUSTVIT_CONFIG, {'model.create_graph': True}),
 }
 DEFAULT_ARMS = ('pretrained', 'baseline_ce', 'robustvit')
 EVAL_CONFIGS = {
@@ -205,9 +214,17 @@ class EpochProgressHook(Hook):
 # ---------------------------------------------------------------------------------------------
 # Stages: all through mmengine's Runner on the configs of configs/synthetic/
 # ---------------------------------------------------------------------------------------------
-def load_config(name, data_root, work_dir, seed, args, load_from=None):
+def arm_config(arm):
+    """(config file name, overrides) of a fine-tune arm."""
+    spec = ARMS[arm]
+    return spec if isinstance(spec, tuple) else (spec, {})
+
+
+def load_config(name, data_root, work_dir, seed, args, load_from=None, overrides=None):
     from robustvit_mm.datasets.synthetic import set_data_root
     cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    if overrides:
+        cfg.merge_from_dict(overrides)
     set_data_root(cfg, data_root)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -232,9 +249,9 @@ def set_max_epochs(cfg, epochs):
 
 
 def train_stage(config, data_root, work_dir, seed, args, progress, label, epochs=None,
-                load_from=None):
-    """Train ``config``; return the path of its LAST checkpoint."""
-    cfg = load_config(config, data_root, work_dir, seed, args, load_from)
+                load_from=None, overrides=None):
+    """Train ``config`` (with ``overrides``); return the path of its LAST checkpoint."""
+    cfg = load_config(config, data_root, work_dir, seed, args, load_from, overrides)
     if epochs:
         set_max_epochs(cfg, epochs)
     max_epochs = cfg.train_cfg.max_epochs
@@ -329,10 +346,11 @@ def run_seed(seed, args, recipe, progress, figure_state):
         if ARMS[arm] is None:
             continue
         t0 = time.perf_counter()
+        config, overrides = arm_config(arm)
         checkpoints[arm] = train_stage(
-            ARMS[arm], data_root, osp.join(seed_dir, arm), seed, args, progress,
+            config, data_root, osp.join(seed_dir, arm), seed, args, progress,
             f'seed {seed} | {arm} | fine-tune', epochs=recipe['finetune_epochs'],
-            load_from=checkpoints['pretrained'])
+            load_from=checkpoints['pretrained'], overrides=overrides)
         times[f'train/{arm}'] = time.perf_counter() - t0
         progress.line(f'seed {seed} | {arm:<10} | fine-tuned ({times[f"train/{arm}"]:.1f} s)')
 

@@ -17,11 +17,14 @@ a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine 
 
 The stock tools never call ``destroy_process_group``; a gloo process that exits with its group alive
 can abort during interpreter teardown ("terminate called without an active exception", SIGABRT,
-seen in about one run in ten on CPU). The wrapper therefore destroys the group at exit, while the
-interpreter is still whole.
+seen in CI). The wrapper therefore destroys the group at exit, while the interpreter is still whole,
+after a barrier, so that no rank shuts its connections while another is still finishing (rank 0
+saving the last checkpoint). After an uncaught exception the barrier is skipped: the other ranks may
+be inside a collective that it would wrongly pair with.
 """
 import atexit
 import functools
+import sys
 
 import torch
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
@@ -43,16 +46,35 @@ def _needs_cuda(backend):
     return 'nccl' in backend and 'cpu:' not in backend
 
 
+_uncaught = []   # set by the excepthook below: this process is dying of an exception
+
+
+def _note_uncaught_exception(previous):
+    def excepthook(*exc_info):
+        _uncaught.append(exc_info[0])
+        previous(*exc_info)
+    excepthook._robustvit_notes = True
+    return excepthook
+
+
 def destroy_at_exit():
-    """Destroy the default process group if it is still alive (registered with ``atexit``)."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+    """Registered with ``atexit``: barrier (clean exits only), then destroy the default group."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    try:
+        if not _uncaught and torch_dist.get_world_size() > 1:
+            torch_dist.barrier()
+    except Exception:  # a peer already died: tearing down is all that is left to do
+        pass
+    torch_dist.destroy_process_group()
 
 
 def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
     """``_init_dist_pytorch`` that works on CPU-only machines (see the module docstring)."""
     atexit.unregister(destroy_at_exit)  # once, however many times a process initialises
     atexit.register(destroy_at_exit)
+    if not getattr(sys.excepthook, '_robustvit_notes', False):
+        sys.excepthook = _note_uncaught_exception(sys.excepthook)
     if has_accelerator() or init_backend != 'torch':
         return original(backend, init_backend=init_backend, **kwargs)
     if _needs_cuda(backend):
