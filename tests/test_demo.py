@@ -82,11 +82,27 @@ def test_demo_arms_point_at_existing_configs(repo_root):
         import demo
     finally:
         sys.path.pop(0)
-    for arm, name in demo.ARMS.items():
-        if name is not None:
-            assert osp.isfile(osp.join(demo.CONFIG_DIR, name)), arm
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    models = {}
+    for arm in demo.ARMS:
+        if demo.ARMS[arm] is None:
+            continue
+        name, overrides = demo.arm_config(arm)
+        assert osp.isfile(osp.join(demo.CONFIG_DIR, name)), arm
+        cfg = Config.fromfile(osp.join(demo.CONFIG_DIR, name))
+        cfg.merge_from_dict(overrides)
+        models[arm] = MODELS.build(cfg.model)  # an override of a key the model lacks fails here
     for name in [demo.PRETRAIN_CONFIG, *demo.EVAL_CONFIGS.values()]:
         assert osp.isfile(osp.join(demo.CONFIG_DIR, name)), name
+    # The overrides reach the built models.
+    assert models['no_background'].relevance_loss.background_weight == 0
+    assert models['robustvit'].relevance_loss.background_weight > 0
+    assert models['no_foreground'].relevance_loss.foreground_weight == 0
+    assert models['no_classification'].head.loss_module.loss_weight == 0
+    assert models['create_graph'].create_graph and not models['robustvit'].create_graph
+    assert type(models['rrr'].saliency_loss).__name__ == 'RRRLoss'
+    assert type(models['gradmask'].saliency_loss).__name__ == 'GradMaskLoss'
     assert set(demo.DEFAULT_ARMS) == {'pretrained', 'baseline_ce', 'robustvit'}
 
 
