@@ -118,7 +118,7 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
     assert 'relevance mIoU' in proc.stdout
 
     with open(out / 'results.json', encoding='utf-8') as f:
-        result = json.load(f)
+        result = first = json.load(f)
     assert result['quick'] is True and result['seeds'] == [0]
     assert set(result['arms']) == {'pretrained', 'baseline_ce', 'robustvit'}
     for arm, entry in result['arms'].items():
@@ -141,3 +141,21 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
     # The stages really ran through the Runner: checkpoints and dumped configs in the work dirs.
     for arm in ('pretrained', 'baseline_ce', 'robustvit'):
         assert glob.glob(str(out / 'seed0' / arm / 'epoch_*.pth')), arm
+
+    # --reuse-pretrained adds an arm without pretraining again; another pretraining recipe is refused.
+    pretrained = glob.glob(str(out / 'seed0' / 'pretrained' / 'epoch_*.pth'))[0]
+    stamp = os.path.getmtime(pretrained)
+    demo = [sys.executable, osp.join(repo_root, 'tools', 'demo.py'), '--quick', '--seeds', '1',
+            '--out', str(out), '--reuse-pretrained']
+    proc = subprocess.run(demo + ['--arms', 'robustvit_gt'], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f'reusing {pretrained}' in proc.stdout and os.path.getmtime(pretrained) == stamp
+    with open(out / 'results.json', encoding='utf-8') as f:
+        result = json.load(f)
+    assert set(result['arms']) == {'pretrained', 'robustvit_gt'}
+    assert result['arms']['pretrained']['per_seed'] == first['arms']['pretrained']['per_seed']
+    dumped = out / 'seed0' / 'pretrained' / 'vit-tiny-p4_pretrain_synthetic.py'
+    dumped.write_text(dumped.read_text().replace('lr=0.001', 'lr=0.002'))
+    proc = subprocess.run(demo, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'trained with other optim_wrapper' in proc.stderr, proc.stderr[-2000:]
