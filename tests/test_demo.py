@@ -30,6 +30,9 @@ def test_synthetic_configs_parse(repo_root):
     assert 'vit-tiny-p4_pretrain_synthetic.py' in names
     pre = Config.fromfile(osp.join(repo_root, 'configs/synthetic/vit-tiny-p4_pretrain_synthetic.py'))
     assert pre.model.backbone.patch_size == 4
+    # The generated data (make_synthetic.py's defaults, the demo's sizes) fits the model.
+    from robustvit_mm.datasets.synthetic import DEMO_RECIPE
+    assert DEMO_RECIPE['image_size'] == pre.model.backbone.img_size
     for path in _configs(repo_root):
         cfg = Config.fromfile(path)
         # Every stage uses the pretrained model's architecture (checkpoints load without surprises).
@@ -58,7 +61,7 @@ def test_robustvit_config_is_the_paper_config_with_few_overrides(repo_root):
         assert ours.model.head[key] == paper.model.head[key]
     assert ours.param_scheduler == paper.param_scheduler
     assert ours.optim_wrapper.optimizer.weight_decay == paper.optim_wrapper.optimizer.weight_decay
-    assert ours.optim_wrapper.optimizer.lr == 3e-4
+    assert ours.optim_wrapper.optimizer.lr == 3e-4 and ours.train_dataloader.batch_size == 10
     assert ours.val_evaluator == paper.val_evaluator
     # Data: the synthetic masked subset, no ImageNet-S key merged into it.
     assert ours.train_dataloader.dataset.data_prefix.img_path == 'masked/images'

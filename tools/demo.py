@@ -87,9 +87,10 @@ METRIC_TITLES = {
     'relevance_miou': 'relevance mIoU vs mask (%)',
 }
 
-# Benchmark sizes (per class; 10 classes) and epochs. The full recipe; --quick is the CI smoke test.
-FULL = dict(pretrain_per_class=600, masked_per_class=10, masked_val_per_class=5,
-            test_per_class=100, pretrain_epochs=None, finetune_epochs=None)  # None: the configs'
+# Benchmark sizes (per class; 10 classes) and epochs. The full recipe (the generator's DEMO_RECIPE,
+# the configs' epochs); --quick is the CI smoke test.
+FULL = dict(pretrain_per_class=None, masked_per_class=None, masked_val_per_class=None,
+            test_per_class=None, pretrain_epochs=None, finetune_epochs=None)  # None: the defaults
 QUICK = dict(pretrain_per_class=30, masked_per_class=2, masked_val_per_class=1,
              test_per_class=8, pretrain_epochs=1, finetune_epochs=2)
 FIGURE_CLASSES = (0, 3, 5, 8)   # the first shifted test image of each: fixed, not picked by outcome
@@ -109,7 +110,8 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op threads (default: min(2, cores))')
     p.add_argument('--pretrain-per-class', type=int, default=None,
-                   help=f'pretraining images per class (default {FULL["pretrain_per_class"]})')
+                   help='pretraining images per class (default 600, DEMO_RECIPE of '
+                        'robustvit_mm/datasets/synthetic.py)')
     p.add_argument('--pretrain-epochs', type=int, default=None,
                    help='override the pretraining config\'s epochs')
     p.add_argument('--finetune-epochs', type=int, default=None,
@@ -371,7 +373,7 @@ def run_seed(seed, args, recipe, progress, figure_state):
                     pretrain_per_class=recipe['pretrain_per_class'],
                     masked_per_class=recipe['masked_per_class'],
                     masked_val_per_class=recipe['masked_val_per_class'],
-                    test_per_class=recipe['test_per_class'])
+                    test_per_class=recipe['test_per_class'], p_match=recipe['p_match'])
     times['data'] = time.perf_counter() - t0
     progress.line(f'seed {seed} | data       | {data_root} ({times["data"]:.1f} s)')
 
@@ -635,7 +637,9 @@ def main(argv=None):
     torch.set_num_threads(threads)
     args.out = osp.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
+    from robustvit_mm.datasets.synthetic import DEMO_RECIPE
     recipe = dict(QUICK if args.quick else FULL)
+    recipe.update({k: v for k, v in DEMO_RECIPE.items() if recipe.get(k) is None})
     for key in ('pretrain_per_class', 'pretrain_epochs', 'finetune_epochs'):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)

@@ -11,7 +11,7 @@ import argparse
 import os.path as osp
 import time
 
-from robustvit_mm.datasets.synthetic import write_benchmark
+from robustvit_mm.datasets.synthetic import DEMO_RECIPE, write_benchmark
 
 
 def parse_args(argv=None):
@@ -19,13 +19,14 @@ def parse_args(argv=None):
     p.add_argument('out_dir', help='output folder (e.g. work_dirs/demo/data/seed0)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--num-classes', type=int, default=10, help='2..20 (default 10)')
-    p.add_argument('--image-size', type=int, default=32, help='multiple of 4, >= 16 (default 32)')
-    p.add_argument('--pretrain-per-class', type=int, default=500)
-    p.add_argument('--masked-per-class', type=int, default=10)
-    p.add_argument('--masked-val-per-class', type=int, default=5)
-    p.add_argument('--test-per-class', type=int, default=100)
-    p.add_argument('--p-match', type=float, default=0.9,
-                   help='P(background matches the class) in the biased splits (default 0.9)')
+    # Defaults: DEMO_RECIPE, the sizes the configs/synthetic/ models and tools/demo.py use.
+    p.add_argument('--image-size', type=int, default=DEMO_RECIPE['image_size'],
+                   help='multiple of 4, >= 16 (default %(default)s: the configs\' img_size)')
+    for key in ('pretrain_per_class', 'masked_per_class', 'masked_val_per_class', 'test_per_class'):
+        p.add_argument('--' + key.replace('_', '-'), type=int, default=DEMO_RECIPE[key],
+                       help='(default %(default)s)')
+    p.add_argument('--p-match', type=float, default=DEMO_RECIPE['p_match'],
+                   help='P(background matches the class) in the biased splits (default %(default)s)')
     return p.parse_args(argv)
 
 

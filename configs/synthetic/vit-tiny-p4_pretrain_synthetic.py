@@ -1,5 +1,5 @@
 # (a) Pretraining of the small ViT with plain cross-entropy on the BIASED training split of the
-# built-in benchmark (32 px, 10 classes; the background matches the class with p = 0.9), so the
+# built-in benchmark (24 px, 10 classes; the background matches the class with p = 0.9), so the
 # model learns the background shortcut as well as the digit. This is the "pretrained" model that the
 # fine-tunes start from (there are no downloadable weights for this task).
 #
@@ -14,7 +14,9 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 
-# ViT "tiny-p4": 32 px, 4-px patches (an 8 x 8 grid), 4 blocks, width 96, 3 heads, MLP ratio 2.
+# ViT "tiny-p4": 24 px, 4-px patches (a 6 x 6 grid), 4 blocks, width 96, 6 heads, MLP ratio 2.
+# (24 px rather than 32: 36 tokens instead of 64 make pretraining ~1.8x faster on a CPU, and with
+# 6 heads the pretrained model passes 90% in-distribution top-1 in 15 epochs; see docs/demo.md.)
 model = dict(
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=6,
@@ -28,7 +30,7 @@ model = dict(
         in_channels=96,
         loss=dict(_delete_=True, type='CrossEntropyLoss', loss_weight=1.0)))
 
-train_dataloader = _base_.pretrain_dataloader          # 500 images per class, biased, no masks
+train_dataloader = _base_.pretrain_dataloader          # 600 images per class, biased, no masks
 val_dataloader = None                                  # no validation while pretraining (speed)
 val_cfg = None
 val_evaluator = None

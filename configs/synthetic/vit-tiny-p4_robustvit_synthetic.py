@@ -10,8 +10,9 @@
 #     .venv/bin/python tools/train.py configs/synthetic/vit-tiny-p4_robustvit_synthetic.py
 #         (loads work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_15.pth; see the pretrain config)
 #
-# Data: 10 masked images per class (masked/, background matches the class with p = 0.9, i.e. the
-# SAME bias as pretraining: the masks are the only extra information), validation on masked_val/.
+# Data: 3 masked images per class, as the paper (masked/, background matches the class with p = 0.9,
+# i.e. the SAME bias as pretraining: the masks are the only extra information), validation on
+# masked_val/ (5 per class).
 #
 # Why the synthetic data base is read with Config.fromfile instead of listed in `_base_`: both the
 # paper config (through its ImageNet-S data base) and configs/_base_/datasets/synthetic_spurious.py
@@ -26,7 +27,7 @@ _data = Config.fromfile('{{ fileDirname }}/../_base_/datasets/synthetic_spurious
 load_from = 'work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_15.pth'
 data_root = _data.data_root
 
-# Model size: the pretrained ViT tiny-p4 (32 px, 4-px patches, 4 blocks, width 96, 3 heads).
+# Model size: the pretrained ViT tiny-p4 (24 px, 4-px patches, 4 blocks, width 96, 6 heads).
 model = dict(
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=96, num_layers=4, num_heads=6,
@@ -39,15 +40,15 @@ data_preprocessor = dict(num_classes=10)   # mean = std = 127.5, to_rgb: as the 
 # Data: the synthetic named dataloaders replace the ImageNet-S ones (`_delete_`: no key of the
 # ImageNet-S dataset dicts may survive the merge).
 train_dataloader = dict(_delete_=True, **_data.finetune_dataloader)
-train_dataloader.update(batch_size=20)      # 100 images = 5 iterations per epoch
+train_dataloader.update(batch_size=10)      # 30 images = 3 iterations per epoch
 val_dataloader = dict(_delete_=True, **_data.finetune_val_dataloader)
 val_dataloader.update(batch_size=50)
 test_dataloader = dict(_delete_=True, **_data.shifted_mask_test_dataloader)
 
-# Learning rate and length (the schedule's shape, AdamW and its weight decay are the paper's).
+# Learning rate, batch and length (the schedule's shape, AdamW and its weight decay are the paper's).
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 train_cfg = dict(max_epochs=60, val_interval=10)
-auto_scale_lr = dict(base_batch_size=20)
+auto_scale_lr = dict(base_batch_size=10)
 
 default_hooks = dict(logger=dict(interval=25))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -44,7 +44,7 @@ from mmpretrain.registry import DATASETS
 from PIL import Image
 
 __all__ = [
-    'GENERATOR_VERSION', 'PATCH_SIZE', 'SPLITS', 'class_names', 'render_sample', 'generate_split',
+    'DEMO_RECIPE', 'GENERATOR_VERSION', 'PATCH_SIZE', 'SPLITS', 'class_names', 'render_sample', 'generate_split',
     'write_benchmark', 'encode_mask_png', 'set_data_root', 'SyntheticSpuriousDataset'
 ]
 
@@ -54,6 +54,10 @@ BASE_TILE_SIZES = (12, 16)  # at 32 px; scaled with image_size and snapped to th
 MAX_CLASSES = 20
 JPEG_QUALITY = 95
 NOISE_SIGMA = 3.0
+# The sizes that configs/synthetic/ and tools/demo.py use (tools/make_synthetic.py's defaults). The
+# image size must equal the configs' model.backbone.img_size; 3 masked images per class as the paper.
+DEMO_RECIPE = dict(image_size=24, pretrain_per_class=600, masked_per_class=3, masked_val_per_class=5,
+                   test_per_class=100, p_match=0.9)
 
 # split kind -> (glyph pool, biased?, stream id). 'train' is an alias of 'pretrain'.
 SPLITS = {

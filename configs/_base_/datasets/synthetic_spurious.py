@@ -1,4 +1,5 @@
-# Data pieces of the built-in spurious-background benchmark (32 px, 10 classes, 4-px patch grid).
+# Data pieces of the built-in spurious-background benchmark (24 px by default, 10 classes, 4-px
+# patch grid; sizes: DEMO_RECIPE in robustvit_mm/datasets/synthetic.py).
 #
 # Generate the data first (fast, skipped if already there with the same parameters):
 #     .venv/bin/python tools/make_synthetic.py work_dirs/demo/data/seed0 --seed 0
@@ -23,7 +24,7 @@
 # Config (it rewrites every `*_dataloader.dataset.data_root` and `cfg.data_root`), or set
 # `<name>_dataloader.dataset.data_root` for the dataloaders you use.
 #
-# Augmentation: none. A horizontal flip would keep the 4-px patch-grid alignment at 32 px, but it
+# Augmentation: none. A horizontal flip would keep the 4-px patch-grid alignment, but it
 # mirrors the digit glyphs (test glyphs are never mirrored) and turns the 45-degree stripes of some
 # background classes into the 135-degree stripes of others, i.e. it would change both cues the
 # benchmark is about. Crops/resizes would break the "a patch is all object or all background" property.
