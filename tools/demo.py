@@ -106,7 +106,7 @@ def parse_args(argv=None):
                    help='smoke version for CI: tiny data, 1-2 epochs (numbers meaningless)')
     p.add_argument('--arms', default=','.join(DEFAULT_ARMS),
                    help=f'comma-separated arms out of {", ".join(ARMS)} (default '
-                        f'{",".join(DEFAULT_ARMS)}); "pretrained" is always evaluated')
+                        f'{",".join(DEFAULT_ARMS)}), or "all"; "pretrained" is always evaluated')
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op threads (default: min(2, cores))')
     p.add_argument('--pretrain-per-class', type=int, default=None,
@@ -122,6 +122,8 @@ def parse_args(argv=None):
     p.add_argument('--verbose', action='store_true', help="show mmengine's INFO logs")
     args = p.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(',') if a.strip()]
+    if arms == ['all']:
+        arms = list(ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         p.error(f'--arms: unknown {unknown}; choose from {list(ARMS)}')
@@ -607,7 +609,7 @@ def write_report(path, result, table_md, per_seed_md, checks, args):
         f'Machine: {result["machine"]["cpu"]}, {result["machine"]["cores"]} usable cores, '
         f'{result["machine"]["torch_threads"]} torch threads, no GPU; load average at start / end '
         f'{result["load_average"]["start"]} / {result["load_average"]["end"]}  ',
-        f'Evaluated checkpoint: the LAST of each fine-tune (same number of steps for every arm)', '',
+        'Evaluated checkpoint: the LAST of each fine-tune (same number of steps for every arm)', '',
         '## Mean ± std over seeds', '', table_md, '',
         '## Per seed', '', per_seed_md, '',
     ]
@@ -665,7 +667,7 @@ def main(argv=None):
 
     load_end = os.getloadavg() if hasattr(os, 'getloadavg') else None
     result = dict(
-        command='python tools/demo.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
+        command=' '.join(['python tools/demo.py', *(sys.argv[1:] if argv is None else argv)]),
         quick=args.quick, seeds=seeds, arms=summary, wall_time_s=wall,
         machine=machine_info(threads),
         load_average=dict(start=[round(x, 2) for x in load_start] if load_start else None,

@@ -1,9 +1,11 @@
 """The built-in spurious-background benchmark: digit tiles with EXACT masks on class-coloured backgrounds.
 
-Every image is ``image_size`` x ``image_size`` RGB (default 32, i.e. an 8 x 8 grid of 4-px ViT patches):
+Every image is ``image_size`` x ``image_size`` RGB (32 by default here, an 8 x 8 grid of 4-px ViT
+patches; the demo and configs/synthetic/ use 24 px, ``DEMO_RECIPE``):
 
 * the OBJECT is a handwritten digit glyph (scikit-learn's offline ``load_digits``, 8 x 8, upscaled
-  bilinearly) drawn in a bright random colour on an opaque dark tile of 12 or 16 px whose position is
+  bilinearly) drawn in a bright random colour on an opaque dark tile of 12 or 16 px (at 32 px; 8 or 12
+  at 24 px) whose position is
   ALIGNED TO THE 4-PX PATCH GRID, so a patch is either all object or all background. The mask is the
   tile, exactly (before JPEG);
 * the BACKGROUND of "background class" ``b`` is a class-specific colour (hue ``b / K``) with

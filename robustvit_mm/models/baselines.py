@@ -29,7 +29,8 @@ from mmpretrain.registry import MODELS
 from torch import nn
 
 from ..relevance import AttentionRecorder
-from .classifier import RelevanceGuidedClassifier, RelevanceGuidedTimmClassifier, stack_masks
+from .classifier import (RelevanceGuidedClassifier, RelevanceGuidedTimmClassifier, attach_loss_terms,
+                         refuse_batch_augments, sample_masks)
 from .losses import IGNORE_PIXEL_RULES, REVERSE_MASK_RULES, reverse_mask
 
 
@@ -176,17 +177,11 @@ class InputGradientGuidedMixin:
                             'or another InputGradientPenalty, got '
                             f'{type(self.saliency_loss).__name__}')
         self.val_loss = val_loss
-        if getattr(self.data_preprocessor, 'batch_augments', None) is not None:
-            raise ValueError(
-                f'{type(self).__name__}: model.train_cfg.augments (Mixup/CutMix) is set, but batch '
-                'augmentations mix images and break the image/mask pairing of mask-supervised '
-                'training. Set `model.train_cfg=None` (e.g. `train_cfg=dict(_delete_=True)`).')
+        refuse_batch_augments(self)
 
     def _saliency_forward(self, inputs, data_samples):
         """-> (inputs that require grad, their logits, GT labels, fg mask, ignore mask or None)."""
-        fg_mask = stack_masks(data_samples, 'fg_mask', inputs.device)
-        ignore_mask = (stack_masks(data_samples, 'ignore_mask', inputs.device)
-                       if 'ignore_mask' in data_samples[0] else None)
+        fg_mask, ignore_mask = sample_masks(data_samples, inputs.device)
         inputs = inputs.detach().requires_grad_(True)
         with explicit_attention(self):
             logits = self._logits(inputs)
@@ -213,11 +208,7 @@ class InputGradientGuidedMixin:
         logits = logits.detach()
         terms['loss_cls'] = self._classification_loss_module()(logits, labels,
                                                                reduction_override='none')
-        predictions = self._predictions(logits, data_samples)
-        for i, sample in enumerate(predictions):
-            sample.set_field({k: float(v[i]) for k, v in terms.items()}, 'relevance_losses',
-                             field_type='metainfo')
-        return predictions
+        return attach_loss_terms(self._predictions(logits, data_samples), terms)
 
 
 @MODELS.register_module()

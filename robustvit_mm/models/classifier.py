@@ -40,6 +40,32 @@ def relevance_mask_iou(relevance, fg_mask):
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
 
 
+def sample_masks(data_samples, device):
+    """(fg_mask, ignore_mask or None) of a batch, each (B, 1, H, W) on ``device``."""
+    fg_mask = stack_masks(data_samples, 'fg_mask', device)
+    ignore_mask = (stack_masks(data_samples, 'ignore_mask', device)
+                   if 'ignore_mask' in data_samples[0] else None)
+    return fg_mask, ignore_mask
+
+
+def refuse_batch_augments(model):
+    """Mixup/CutMix mix images but not masks: refuse them at build time, naming the switch."""
+    if getattr(model.data_preprocessor, 'batch_augments', None) is not None:
+        raise ValueError(
+            f'{type(model).__name__}: model.train_cfg.augments (Mixup/CutMix) is set, but batch '
+            'augmentations mix images and break the image/mask pairing of mask-supervised '
+            'training. Set `model.train_cfg=None` (e.g. `train_cfg=dict(_delete_=True)`).')
+
+
+def attach_loss_terms(predictions, terms):
+    """Per-sample loss terms ({name: (B,) tensor}) as ``relevance_losses`` metainfo, which
+    :class:`RelevanceFinetuneMetric` averages into the validation loss."""
+    for i, sample in enumerate(predictions):
+        sample.set_field({k: float(v[i]) for k, v in terms.items()}, 'relevance_losses',
+                         field_type='metainfo')
+    return predictions
+
+
 class RelevanceGuidedMixin:
     """The RobustViT loss on top of a classifier that gives logits; subclasses say how.
 
@@ -61,11 +87,7 @@ class RelevanceGuidedMixin:
         self.create_graph = create_graph
         self.val_loss = val_loss
         AttentionRecorder(self)  # fail now, not at the first iteration, for a non-ViT backbone
-        if getattr(self.data_preprocessor, 'batch_augments', None) is not None:
-            raise ValueError(
-                f'{type(self).__name__}: model.train_cfg.augments (Mixup/CutMix) is set, but batch '
-                'augmentations mix images and break the image/mask pairing of mask-supervised '
-                'training. Set `model.train_cfg=None` (e.g. `train_cfg=dict(_delete_=True)`).')
+        refuse_batch_augments(self)
 
     # -- what the subclasses provide --
     def _logits(self, inputs):
@@ -103,9 +125,7 @@ class RelevanceGuidedMixin:
         return logits, relevance
 
     def loss(self, inputs, data_samples):
-        fg_mask = stack_masks(data_samples, 'fg_mask', inputs.device)
-        ignore_mask = (stack_masks(data_samples, 'ignore_mask', inputs.device)
-                       if 'ignore_mask' in data_samples[0] else None)
+        fg_mask, ignore_mask = sample_masks(data_samples, inputs.device)
         logits, relevance = self._relevance_forward(inputs, data_samples, keep_graph=True)
         losses = self.relevance_loss(relevance, fg_mask, ignore_mask)
         losses.update(self._classification_losses(logits, data_samples))
@@ -122,19 +142,13 @@ class RelevanceGuidedMixin:
         # The paper selects checkpoints on this loss over held-out classes (reference §2.4).
         with torch.enable_grad():
             logits, relevance = self._relevance_forward(inputs, data_samples, keep_graph=False)
-        fg_mask = stack_masks(data_samples, 'fg_mask', inputs.device)
-        ignore_mask = (stack_masks(data_samples, 'ignore_mask', inputs.device)
-                       if 'ignore_mask' in data_samples[0] else None)
+        fg_mask, ignore_mask = sample_masks(data_samples, inputs.device)
         terms = self.relevance_loss.per_sample(relevance, fg_mask, ignore_mask)
         labels = torch.cat([sample.gt_label for sample in data_samples]).to(logits.device)
         terms['loss_cls'] = self._classification_loss_module()(logits, labels,
                                                                reduction_override='none')
         terms['relevance_iou'] = relevance_mask_iou(relevance, fg_mask)
-        predictions = self._predictions(logits.detach(), data_samples)
-        for i, sample in enumerate(predictions):
-            sample.set_field({k: float(v[i]) for k, v in terms.items()}, 'relevance_losses',
-                             field_type='metainfo')
-        return predictions
+        return attach_loss_terms(self._predictions(logits.detach(), data_samples), terms)
 
 
 @MODELS.register_module()
