@@ -1,12 +1,12 @@
 """The built-in benchmark demo: RobustViT moves a ViT's relevance from a background shortcut onto the
 object and raises its accuracy when the background no longer matches the class. One command:
 
-    .venv/bin/python tools/demo.py                   # 3 seeds, work_dirs/demo (about 10 min, 2 cores)
+    .venv/bin/python tools/demo.py                   # 3 seeds, work_dirs/demo (about 9 min, 2 cores)
     .venv/bin/python tools/demo.py --quick --seeds 1 # smoke version (CI)
 
 For each seed it generates the benchmark (robustvit_mm/datasets/synthetic.py: digits on dark tiles
 over class-coloured striped backgrounds that match the class with p = 0.9), pretrains a small ViT with
-plain cross-entropy on the biased split, fine-tunes it on 10 masked images per class with plain CE
+plain cross-entropy on the biased split, fine-tunes it on 3 masked images per class with plain CE
 (the control) and with RobustViT, and evaluates every arm on the in-distribution test split, the
 shifted test split (the background always belongs to another class) and the relevance-vs-mask
 segmentation test on the shifted split. Every stage is mmengine's Runner on a config of

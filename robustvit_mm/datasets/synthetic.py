@@ -5,9 +5,8 @@ patches; the demo and configs/synthetic/ use 24 px, ``DEMO_RECIPE``):
 
 * the OBJECT is a handwritten digit glyph (scikit-learn's offline ``load_digits``, 8 x 8, upscaled
   bilinearly) drawn in a bright random colour on an opaque dark tile of 12 or 16 px (at 32 px; 8 or 12
-  at 24 px) whose position is
-  ALIGNED TO THE 4-PX PATCH GRID, so a patch is either all object or all background. The mask is the
-  tile, exactly (before JPEG);
+  at 24 px) whose position is ALIGNED TO THE 4-PX PATCH GRID, so a patch is either all object or all
+  background. The mask is the tile, exactly (before JPEG);
 * the BACKGROUND of "background class" ``b`` is a class-specific colour (hue ``b / K``) with
   class-specific soft stripes (orientation ``(0, 90, 45, 135)[b % 4]`` degrees, period
   ``(5, 7, 9.5)[(b // 4) % 3]`` px), random stripe phase;
@@ -46,8 +45,8 @@ from mmpretrain.registry import DATASETS
 from PIL import Image
 
 __all__ = [
-    'DEMO_RECIPE', 'GENERATOR_VERSION', 'PATCH_SIZE', 'SPLITS', 'class_names', 'render_sample', 'generate_split',
-    'write_benchmark', 'encode_mask_png', 'set_data_root', 'SyntheticSpuriousDataset'
+    'DEMO_RECIPE', 'GENERATOR_VERSION', 'PATCH_SIZE', 'SPLITS', 'class_names', 'render_sample',
+    'generate_split', 'write_benchmark', 'encode_mask_png', 'set_data_root', 'SyntheticSpuriousDataset'
 ]
 
 GENERATOR_VERSION = 'synthetic-spurious-v1'

@@ -6,10 +6,9 @@ Result keys (CONTRIBUTING.md): ``fg_mask`` float32 (H, W), 1 = object; ``ignore_
 of the data sample.
 """
 import copy
+import logging
 from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence, Union
-
-import logging
 
 import cv2
 import mmcv

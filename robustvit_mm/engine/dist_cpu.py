@@ -97,4 +97,5 @@ def enable_cpu_distributed():
 
 enable_cpu_distributed()
 
-__all__ = ['destroy_at_exit', 'enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch', 'CPU_SWITCH']
+__all__ = ['destroy_at_exit', 'enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch',
+           'CPU_SWITCH']
