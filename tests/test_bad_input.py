@@ -23,7 +23,7 @@ from PIL import Image
 
 import robustvit_mm  # noqa: F401
 from mini_imagenet_s import make_imagenet_s_tree, write_mask_png
-from reliability_helpers import (finish, load_state, make_tree, run, save_pretrained, start,
+from stock_run_helpers import (finish, load_state, make_tree, run, save_pretrained, start,
                                  tool_env, write_config)
 from robustvit_mm.engine.checkpoint_guard_hook import CheckpointGuardHook
 from robustvit_mm.engine.nonfinite_hook import NonFiniteLossHook

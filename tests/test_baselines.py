@@ -30,6 +30,7 @@ from torch import nn
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.baselines import GradMaskLoss, RRRLoss
 from robustvit_mm.models.losses import reverse_mask
+from stock_run_helpers import AUGMENTED_PIPELINES, save_pretrained, scalars
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINES = osp.join(REPO, 'configs', 'baselines')
@@ -424,23 +425,7 @@ def test_baseline_configs_change_only_what_they_claim(model_name):
 TINY = '''
 _base_ = [{config!r}]
 model = dict({model})
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadForegroundMask'),
-    dict(type='WithMask', transforms=[
-        dict(type='Resize', scale=(36, 36), keep_ratio=False),
-        dict(type='RandomCrop', crop_size=32),
-        dict(type='RandomFlip', prob=0.5, direction='horizontal')]),
-    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
-]
-val_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadForegroundMask'),
-    dict(type='WithMask', transforms=[
-        dict(type='ResizeEdge', scale=36, edge='short'), dict(type='CenterCrop', crop_size=32)]),
-    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
-]
-loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+{pipelines}loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
 split = dict(data_root={root!r}, data_prefix={prefix!r}, num_classes=2, num_samples=2)
 train_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
@@ -462,27 +447,9 @@ def write_tiny_config(directory, config, tree, checkpoint):
     timm = osp.basename(config).startswith('augreg')
     with open(path, 'w') as f:
         f.write(TINY.format(config=config, model=TINY_TIMM if timm else TINY_MM,
+                            pipelines=AUGMENTED_PIPELINES,
                             root=tree['data_root'], prefix=tree['data_prefix'], ckpt=checkpoint))
     return path
-
-
-def save_pretrained(config, out, timm):
-    """'Pretrained' tiny weights with a random (not zero) head, so the input gradient is not 0."""
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(config).model)
-    model.init_weights()
-    nn.init.normal_(model.model.head.weight if timm else model.head.layers.head.weight, std=0.5)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
-
-
-def scalars(work_dir):
-    records = []
-    for run_dir in sorted(os.listdir(work_dir)):
-        path = osp.join(work_dir, run_dir, 'vis_data', 'scalars.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                records += [json.loads(line) for line in f]
-    return records
 
 
 TRAIN_CONFIGS = [f'{m}_{kind}_imagenet-s.py' for m in MODELS_
@@ -521,7 +488,7 @@ def stock_training_runs(tmp_path_factory):
         timm = name.startswith('augreg')
         config = write_tiny_config(root, baseline(name), tree, checkpoints[timm])
         if not osp.exists(checkpoints[timm]):
-            save_pretrained(config, checkpoints[timm], timm)
+            save_pretrained(config, checkpoints[timm])
         jobs.append((name, config, osp.join(root, 'work', name[:-3])))
     with open(osp.join(root, 'jobs.json'), 'w') as f:
         json.dump(jobs, f)

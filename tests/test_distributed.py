@@ -24,7 +24,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401
-from reliability_helpers import (finish, free_port, load_state, make_tree, save_pretrained, start,
+from stock_run_helpers import (finish, free_port, load_state, make_tree, save_pretrained, start,
                                  tool_env, val_records, write_config)
 from robustvit_mm.engine import dist_cpu
 

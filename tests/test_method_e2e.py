@@ -6,19 +6,11 @@ size, the data roots and (so that 3 short epochs can show an effect) the learnin
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmpretrain.registry import MODELS
 
 from mini_imagenet_s import make_imagenet_s_tree
-from robustvit_mm.stock_tools import stock_tool_path
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PAPER_CONFIG = osp.join(REPO, 'configs', 'robustvit', 'deit-small-p16_robustvit_imagenet-s.py')
+from stock_run_helpers import AUGMENTED_PIPELINES, PAPER_CONFIG, run, save_pretrained, scalars
 
 TINY_CONFIG = '''
 _base_ = [{paper!r}]
@@ -28,23 +20,7 @@ model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
                             feedforward_channels=96), img_size=32, patch_size=4),
     head=dict(in_channels=48))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadForegroundMask'),
-    dict(type='WithMask', transforms=[
-        dict(type='Resize', scale=(36, 36), keep_ratio=False),
-        dict(type='RandomCrop', crop_size=32),
-        dict(type='RandomFlip', prob=0.5, direction='horizontal')]),
-    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
-]
-val_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadForegroundMask'),
-    dict(type='WithMask', transforms=[
-        dict(type='ResizeEdge', scale=36, edge='short'), dict(type='CenterCrop', crop_size=32)]),
-    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
-]
-loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+{pipelines}loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
 split = dict(data_root=data_root, data_prefix=data_prefix, num_classes=4, num_samples=4)
 train_dataloader = dict(batch_size=4, **loader, dataset=dict(**split, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
@@ -63,38 +39,9 @@ def write_config(tmp_path, tree, epochs):
     path = tmp_path / f'tiny_{epochs}e.py'
     path.write_text(TINY_CONFIG.format(paper=PAPER_CONFIG, root=tree['data_root'],
                                        prefix=tree['data_prefix'], epochs=epochs,
+                                       pipelines=AUGMENTED_PIPELINES,
                                        ckpt=str(tmp_path / 'pretrained.pth')))
     return str(path)
-
-
-def save_pretrained(config_path, out):
-    """A 'pretrained' tiny model: initialised weights with a random (not zero) head, so the
-    relevance is informative from the first step, as with real pretrained weights."""
-    import robustvit_mm  # noqa: F401
-    torch.manual_seed(0)
-    cfg = Config.fromfile(config_path)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    torch.nn.init.normal_(model.head.layers.head.weight, std=0.5)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
-
-
-def run(tool, *args):
-    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
-    result = subprocess.run([sys.executable, stock_tool_path(tool), *args], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def scalars(work_dir):
-    """Every record of the runner's scalars.json (the LocalVisBackend log)."""
-    runs = sorted(d for d in os.listdir(work_dir) if osp.isdir(osp.join(work_dir, d, 'vis_data')))
-    records = []
-    for run_dir in runs:
-        with open(osp.join(work_dir, run_dir, 'vis_data', 'scalars.json')) as f:
-            records += [json.loads(line) for line in f]
-    return records
 
 
 @pytest.mark.slow

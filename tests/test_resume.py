@@ -19,7 +19,7 @@ import shutil
 import pytest
 import torch
 
-from reliability_helpers import (finish, load_state, make_tree, run, save_pretrained, scalars,
+from stock_run_helpers import (finish, load_state, make_tree, run, save_pretrained, scalars,
                                  start, tool_env, val_records, write_config)
 from robustvit_mm.engine.checkpoint_guard_hook import resolve_resume_file
 

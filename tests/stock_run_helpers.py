@@ -1,7 +1,8 @@
-"""Tiny deterministic runs of the paper config through the STOCK tools, for the reliability tests
-(test_distributed.py, test_resume.py, test_bad_input.py).
+"""Tiny runs of the paper's configs through the STOCK tools, shared by the end-to-end tests
+(test_method_e2e.py, test_baselines.py) and the reliability tests (test_distributed.py,
+test_resume.py, test_bad_input.py): starting the tools, 'pretrained' tiny weights, the runs' scalars.
 
-The config inherits the paper's DeiT-S config (so the runtime base with its guard hooks, the
+The reliability config (``TINY_CONFIG``) inherits the paper's DeiT-S config (so the runtime base with its guard hooks, the
 schedule and the method are the real ones) and overrides only the model size, the data and a
 deterministic pipeline (Resize only: no crop, no flip), with ``DefaultSampler(shuffle=False)``.
 """
@@ -57,6 +58,27 @@ randomness = dict(seed=0, deterministic=True)
 '''
 
 
+# The paper's augmenting pipelines (crop + flip / resize + centre crop) at 32 px, as config text.
+AUGMENTED_PIPELINES = '''
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='Resize', scale=(36, 36), keep_ratio=False),
+        dict(type='RandomCrop', crop_size=32),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal')]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadForegroundMask'),
+    dict(type='WithMask', transforms=[
+        dict(type='ResizeEdge', scale=36, edge='short'), dict(type='CenterCrop', crop_size=32)]),
+    dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
+]
+'''
+
+
 def make_tree(root, num_classes=9):
     """9 classes x 4 images: 6 training classes (24 images), 3 held-out ones (3 val images)."""
     return make_imagenet_s_tree(root, num_classes=num_classes, per_class=4, size=(40, 48))
@@ -71,12 +93,15 @@ def write_config(path, tree, pretrained, epochs=1, batch_size=8, num_classes=6, 
 
 
 def save_pretrained(config_path, out, seed=0):
-    """'Pretrained' weights for the tiny model: initialised, with a random (not zero) head."""
+    """'Pretrained' weights for the tiny model: initialised, with a random (not zero) head, so the
+    relevance and the input gradient are informative from the first step, as with real weights."""
     import robustvit_mm  # noqa: F401
     torch.manual_seed(seed)
     model = MODELS.build(Config.fromfile(config_path).model)
     model.init_weights()
-    torch.nn.init.normal_(model.head.layers.head.weight, std=0.5)
+    # mmpretrain ImageClassifier (VisionTransformerClsHead) or TimmClassifier (timm ViT).
+    head = model.model.head if hasattr(model, 'model') else model.head.layers.head
+    torch.nn.init.normal_(head.weight, std=0.5)
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
     return str(out)
 
