@@ -31,7 +31,7 @@ from torch import nn
 from ..relevance import AttentionRecorder
 from .classifier import (RelevanceGuidedClassifier, RelevanceGuidedTimmClassifier, attach_loss_terms,
                          refuse_batch_augments, sample_masks)
-from .losses import IGNORE_PIXEL_RULES, REVERSE_MASK_RULES, reverse_mask
+from .losses import check_mask_rules, reverse_mask
 
 
 class InputGradientPenalty(nn.Module):
@@ -59,13 +59,7 @@ class InputGradientPenalty(nn.Module):
     def __init__(self, loss_weight=0.8, reference_compat=False, reverse_mask='reference',
                  ignore_pixels='background'):
         super().__init__()
-        name = type(self).__name__
-        if reverse_mask not in REVERSE_MASK_RULES:
-            raise ValueError(f'{name}: reverse_mask={reverse_mask!r}; choose one of '
-                             f'{REVERSE_MASK_RULES}')
-        if ignore_pixels not in IGNORE_PIXEL_RULES:
-            raise ValueError(f'{name}: ignore_pixels={ignore_pixels!r}; choose one of '
-                             f'{IGNORE_PIXEL_RULES}')
+        check_mask_rules(type(self).__name__, reverse_mask, ignore_pixels)
         self.loss_weight = loss_weight
         self.reference_compat = reference_compat
         self.reverse_mask = reverse_mask

@@ -8,6 +8,16 @@ REVERSE_MASK_RULES = ('reference', 'exact')
 IGNORE_PIXEL_RULES = ('background', 'exclude')
 
 
+def check_mask_rules(owner, reverse_mask, ignore_pixels):
+    """Refuse an unknown ``reverse_mask`` / ``ignore_pixels`` rule, naming ``owner`` and the choices."""
+    if reverse_mask not in REVERSE_MASK_RULES:
+        raise ValueError(f'{owner}: reverse_mask={reverse_mask!r}; choose one of '
+                         f'{REVERSE_MASK_RULES}')
+    if ignore_pixels not in IGNORE_PIXEL_RULES:
+        raise ValueError(f'{owner}: ignore_pixels={ignore_pixels!r}; choose one of '
+                         f'{IGNORE_PIXEL_RULES}')
+
+
 def reverse_mask(fg_mask, rule='reference'):
     """Background weight S~ of each pixel.
 
@@ -40,12 +50,7 @@ class RelevanceFinetuneLoss(nn.Module):
     def __init__(self, loss_weight=0.8, background_weight=2.0, foreground_weight=0.3,
                  reverse_mask='reference', ignore_pixels='background'):
         super().__init__()
-        if reverse_mask not in REVERSE_MASK_RULES:
-            raise ValueError(f'RelevanceFinetuneLoss: reverse_mask={reverse_mask!r}; '
-                             f'choose one of {REVERSE_MASK_RULES}')
-        if ignore_pixels not in IGNORE_PIXEL_RULES:
-            raise ValueError(f'RelevanceFinetuneLoss: ignore_pixels={ignore_pixels!r}; '
-                             f'choose one of {IGNORE_PIXEL_RULES}')
+        check_mask_rules('RelevanceFinetuneLoss', reverse_mask, ignore_pixels)
         self.loss_weight = loss_weight
         self.background_weight = background_weight
         self.foreground_weight = foreground_weight
