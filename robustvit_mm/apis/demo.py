@@ -266,16 +266,13 @@ def evaluate(config, data_root, work_dir, seed, args, checkpoint, figure_indices
 def figure_relevance(runner, indices):
     """Images, masks, relevance maps and predictions of ``indices`` of the runner's test set."""
     from robustvit_mm.relevance import gae_relevance
-    from robustvit_mm.visualization.overlay import denormalize_image
+    from robustvit_mm.visualization import inputs_to_rgb
     model = runner.model
     model.eval()
     dataset = runner.test_dataloader.dataset
     data = model.data_preprocessor(pseudo_collate([dataset[i] for i in indices]), False)
     relevance, logits = gae_relevance(model, data['inputs'])   # top-1 class, as the seg test
-    pre = model.data_preprocessor
-    images = [denormalize_image(x, pre.mean, pre.std) for x in data['inputs']]
-    if not getattr(pre, '_channel_conversion', False):
-        images = [im[..., ::-1].copy() for im in images]
+    images = list(inputs_to_rgb(data['inputs'], model.data_preprocessor))
     masks = [np.asarray(s.fg_mask, dtype=np.float32) for s in data['data_samples']]
     labels = [int(s.gt_label[0]) for s in data['data_samples']]
     return dict(images=images, masks=masks, labels=labels,

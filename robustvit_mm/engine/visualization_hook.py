@@ -12,7 +12,7 @@ from mmpretrain.registry import HOOKS
 
 from ..relevance import gae_relevance
 from ..relevance.capture import find_vit, unwrap_model
-from ..visualization.overlay import denormalize_image, hstack_panels, masked, overlay, vstack_rows
+from ..visualization.overlay import hstack_panels, inputs_to_rgb, masked, overlay, vstack_rows
 
 
 @HOOKS.register_module()
@@ -74,10 +74,7 @@ class GAERelevanceHook(Hook):
         preprocessor = unwrap_model(runner.model).data_preprocessor
         rows = []
         for i, sample in enumerate(batch['data_samples']):
-            image = denormalize_image(batch['inputs'][i], preprocessor.mean, preprocessor.std)
-            # ClsDataPreprocessor says `to_rgb`; the self-supervised ones `_channel_conversion`.
-            if not getattr(preprocessor, 'to_rgb', getattr(preprocessor, '_channel_conversion', False)):
-                image = image[..., ::-1].copy()  # the inputs are still BGR as cv2 loaded them
+            image = inputs_to_rgb(batch['inputs'][i], preprocessor)
             panels = [image]
             if 'fg_mask' in sample:
                 panels.append(masked(image, sample.fg_mask))

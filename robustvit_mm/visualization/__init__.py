@@ -1,2 +1,8 @@
-"""Overlay drawing for relevance maps."""
+"""Drawing helpers for relevance figures; ``inputs_to_rgb`` is the one home of "normalised model input
+-> displayable RGB picture"."""
 from . import overlay  # noqa: F401
+from .overlay import (channels_converted, denormalize_image, heatmap, hstack_panels, inputs_to_rgb,
+                      masked, vstack_rows)
+
+__all__ = ['inputs_to_rgb', 'channels_converted', 'denormalize_image', 'heatmap',
+           'masked', 'hstack_panels', 'vstack_rows']

@@ -17,11 +17,49 @@ def to_numpy_map(relevance):
 
 
 def denormalize_image(inputs, mean, std):
-    """(3, H, W) normalised tensor -> RGB uint8 (H, W, 3), using the preprocessor's mean/std (0-255)."""
+    """(3, H, W) normalised tensor -> uint8 (H, W, 3) in the inputs' channel order (mean/std 0-255).
+    To get RGB whatever the preprocessor did, use :func:`inputs_to_rgb`."""
     mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
     image = inputs.detach().float().cpu() * std + mean
-    return image.clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    return image.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def channels_converted(data_preprocessor):
+    """Whether ``data_preprocessor`` flipped the loaded (BGR) channels to RGB.
+
+    mmpretrain's ``ClsDataPreprocessor`` stores the switch as ``to_rgb``; mmengine's
+    ``ImgDataPreprocessor`` family (and mmpretrain's self-supervised preprocessors built on it) as
+    ``_channel_conversion``. Anything else is refused rather than guessed: a guess swaps red and blue.
+    """
+    for name in ('to_rgb', '_channel_conversion'):
+        value = getattr(data_preprocessor, name, None)
+        if value is not None:
+            return bool(value)
+    raise TypeError(f'{type(data_preprocessor).__name__} has neither `to_rgb` nor '
+                    '`_channel_conversion`; cannot tell whether its inputs are RGB or BGR')
+
+
+def inputs_to_rgb(inputs, data_preprocessor):
+    """Normalised model inputs -> displayable RGB uint8.
+
+    ``inputs``: (3, H, W) or (B, 3, H, W), as ``data_preprocessor`` produced them from images loaded
+    by ``LoadImageFromFile`` (BGR). Returns (H, W, 3) or (B, H, W, 3), RGB, whatever the
+    preprocessor's mean/std and channel conversion were.
+    """
+    if inputs.dim() not in (3, 4) or inputs.shape[-3] != 3:
+        raise ValueError(f'inputs_to_rgb: expected (3, H, W) or (B, 3, H, W), got {tuple(inputs.shape)}')
+    converted = channels_converted(data_preprocessor)
+    if getattr(data_preprocessor, '_enable_normalize', True):
+        mean, std = data_preprocessor.mean.flatten(), data_preprocessor.std.flatten()
+    else:
+        mean, std = torch.zeros(3), torch.ones(3)
+    batch = inputs if inputs.dim() == 4 else inputs[None]
+    images = np.stack([denormalize_image(x, mean, std) for x in batch])
+    if not converted:
+        images = images[..., ::-1]   # still BGR, as cv2 loaded them
+    images = np.ascontiguousarray(images)
+    return images if inputs.dim() == 4 else images[0]
 
 
 def heatmap(relevance):
