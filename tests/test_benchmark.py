@@ -277,3 +277,13 @@ def test_quick_run_writes_every_reported_key(tmp_path):
                 'gae_ratio_vs_fwd_bwd', 'model', 'batch', 'device'):
         assert result[key] is not None, key
     assert result['check']['worst_grad_rel'] <= 1e-4
+
+
+def test_machine_info_describes_this_machine():
+    from robustvit_mm.apis import describe_machine, machine_info
+    info = machine_info()
+    assert info['torch'] == torch.__version__ and info['torch_threads'] == torch.get_num_threads()
+    assert info['cores'] >= 1 and info['cpu']
+    assert (info['gpu'] is None) == (not torch.cuda.is_available())
+    line = describe_machine(info)
+    assert info['cpu'] in line and f'torch {torch.__version__}' in line

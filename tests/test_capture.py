@@ -16,7 +16,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401
-from robustvit_mm.relevance import AttentionRecorder, record_attention
+from robustvit_mm.relevance import AttentionRecorder
 from robustvit_mm.relevance.capture import find_vit
 
 init_default_scope('mmpretrain')
@@ -189,7 +189,7 @@ def test_recorder_restores_the_model_exactly(family):
 
 def test_recorder_is_not_reentrant_and_is_reusable():
     model = build('vit')
-    rec = record_attention(model)
+    rec = AttentionRecorder(model)
     inputs = torch.randn(1, 3, 32, 32)
     with rec:
         with pytest.raises(RuntimeError, match='already active'):

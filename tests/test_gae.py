@@ -573,3 +573,13 @@ def test_rollout_and_raw_attention_match_simple_references(family):
     # ...and different from GAE (otherwise the comparison in the paper would be meaningless).
     gae, _ = gae_relevance(model, inputs)
     assert not torch.allclose(gae, rollout, atol=1e-2)
+
+
+# --------------------------------------------------------------------------- explainer lookup
+def test_get_explainer_names_every_method_and_refuses_others():
+    from robustvit_mm.relevance import get_explainer
+    assert get_explainer('gae') is gae_relevance
+    assert get_explainer('rollout') is attention_rollout
+    assert get_explainer('raw') is raw_attention is get_explainer('raw_attention')
+    with pytest.raises(ValueError, match=r"'gradcam'.*\['gae', 'raw', 'rollout'\]"):
+        get_explainer('gradcam')

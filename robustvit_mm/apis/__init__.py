@@ -1,5 +1,7 @@
 """What the tools do, as library code: the tools in tools/ are argparse front ends over these, and the
 tests import them from here."""
 from .demo import ARMS, DEFAULT_ARMS, DemoOptions, run_demo
+from .machine import describe_machine, machine_info
 
 __all__ = ['ARMS', 'DEFAULT_ARMS', 'DemoOptions', 'run_demo']
+__all__ += ['describe_machine', 'machine_info']

@@ -1,6 +1,7 @@
 """The explainability engine: attention capture and GAE relevance. Knows nothing of runners."""
-from .capture import AttentionRecorder, record_attention
-from .gae import attention_rollout, gae_from_attention, gae_relevance, raw_attention
+from .capture import AttentionRecorder
+from .gae import (EXPLAINERS, attention_rollout, gae_from_attention, gae_relevance, get_explainer,
+                  raw_attention)
 
-__all__ = ['AttentionRecorder', 'record_attention', 'gae_relevance', 'gae_from_attention',
-           'attention_rollout', 'raw_attention']
+__all__ = ['AttentionRecorder', 'gae_relevance', 'attention_rollout', 'raw_attention',
+           'get_explainer', 'EXPLAINERS', 'gae_from_attention']

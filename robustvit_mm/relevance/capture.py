@@ -167,6 +167,3 @@ def _restore_attr(obj, name, saved):
         obj.__dict__.pop(name, None)
     else:
         setattr(obj, name, saved)
-
-
-record_attention = AttentionRecorder

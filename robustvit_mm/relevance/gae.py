@@ -178,3 +178,18 @@ def raw_attention(model, inputs, targets=None, *, normalize=True, upsample=True)
         return last[:, 0, recorder.num_prefix:].reshape(last.shape[0], 1, *recorder.grid)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
+
+
+EXPLAINERS = {'gae': gae_relevance, 'rollout': attention_rollout, 'raw': raw_attention}
+
+
+def get_explainer(name):
+    """The explanation function called ``name``: 'gae' (the paper's), 'rollout' or 'raw'.
+
+    ``'raw_attention'`` (the function's own name) is accepted too: configs and command lines
+    written before the short names existed use it.
+    """
+    key = 'raw' if name == 'raw_attention' else name
+    if key not in EXPLAINERS:
+        raise ValueError(f'unknown relevance method {name!r}; choose one of {sorted(EXPLAINERS)}')
+    return EXPLAINERS[key]
