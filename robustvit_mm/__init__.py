@@ -3,13 +3,18 @@
 Importing the package registers every module in mmpretrain's registries, so a config needs only
 ``custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)``.
 """
-from .checkpoint import enable_local_checkpoint_loading, enable_safe_remote_loading
+from . import compat
 
-enable_local_checkpoint_loading()
-enable_safe_remote_loading()
+# Upstream imports below run with only the known-harmless upstream warnings silenced (compat/
+# upstream_warnings.py; the filters are restored afterwards).
+with compat.quiet():
+    from .checkpoint import enable_local_checkpoint_loading, enable_safe_remote_loading
 
-from . import datasets, engine, evaluation, masks, models, relevance, visualization  # noqa: E402,F401
-from .relevance import attention_rollout, gae_relevance, raw_attention  # noqa: E402
+    enable_local_checkpoint_loading()
+    enable_safe_remote_loading()
+
+    from . import datasets, engine, evaluation, masks, models, relevance, visualization  # noqa: F401
+    from .relevance import attention_rollout, gae_relevance, raw_attention
 
 __version__ = '0.1.0'
 __all__ = ['gae_relevance', 'attention_rollout', 'raw_attention', '__version__']
