@@ -36,18 +36,10 @@ def default_wnids(num_classes):
     return [pool[i * step] for i in range(num_classes)]
 
 
-def encode_ids(ids):
-    """(H, W) int ImageNet-S ids -> (H, W, 3) uint8 RGB with R = id % 256, G = id // 256, B = 0."""
-    ids = np.asarray(ids, dtype=np.int64)
-    rgb = np.zeros(ids.shape + (3,), np.uint8)
-    rgb[..., 0] = ids % 256
-    rgb[..., 1] = ids // 256
-    return rgb
-
-
 def write_mask_png(path, ids):
     """Write ImageNet-S ids (H, W) as an RGB PNG in the official encoding."""
-    Image.fromarray(encode_ids(ids), mode='RGB').save(path)
+    from robustvit_mm.datasets import encode_imagenet_s_mask
+    Image.fromarray(encode_imagenet_s_mask(np.asarray(ids, np.int64)), mode='RGB').save(path)
 
 
 def make_imagenet_s_tree(root, num_classes=6, per_class=4, size=(40, 48), seed=0, wnids=None,

@@ -21,7 +21,7 @@ import robustvit_mm  # noqa: F401  (registers)
 from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
 from robustvit_mm.datasets.imagenet_classes import imagenet_index, imagenet_wnids
 from robustvit_mm.datasets.imagenet_s import MERGED_TAGS, ImageNetSMaskDataset
-from robustvit_mm.datasets.transforms import decode_imagenet_s_ids
+from robustvit_mm.datasets import decode_imagenet_s_mask
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -50,8 +50,8 @@ def test_decoding_uses_green_times_256_in_int32(tmp_path):
 
     bgr = np.zeros((2, 2, 3), np.uint8)
     bgr[..., 1], bgr[..., 2] = 3, 151  # cv2 order: G in 1, R in 2
-    assert (decode_imagenet_s_ids(bgr) == 919).all()
-    with pytest.raises(OverflowError):  # what the reference's expression does on NumPy 2
+    assert (decode_imagenet_s_mask(bgr) == 919).all()
+    with pytest.raises(OverflowError):  # what the authors' uint8 expression does on NumPy 2
         bgr[..., 1] * 256
 
 
@@ -176,7 +176,7 @@ def test_split_is_sorted_and_independent_of_creation_order(tmp_path):
         assert rel(da) == rel(db)
     # seed 0 is a real seed: the split is not the sorted order's first 7 classes
     assert da.split_wnids['train'] != sorted(wnids)[:7]
-    # and the reference-independent recipe: sorted list, shuffled by random.Random(seed)
+    # the recipe: sorted list, shuffled by random.Random(seed)
     import random
     expected = sorted(wnids)
     random.Random(0).shuffle(expected)

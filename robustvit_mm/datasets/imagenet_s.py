@@ -3,13 +3,13 @@
 On disk (ImageNet-S919 ``train-semi-segmentation`` masks pair with ImageNet-1k ``train`` images)::
 
     <data_root>/<mask_path>/<wnid>/<name>.png      ImageNet-S mask (id = G*256 + R)
-    <data_root>/<img_path>/<wnid>/<name>.JPEG      the image (.JPEG/.jpg/.jpeg/.png accepted)
+    <data_root>/<img_path>/<wnid>/<name>.JPEG      the image (any of IMAGE_EXTENSIONS, any case)
 
-Differences from the reference ``segmentation_dataset.py`` (reference.md section 3.3, FLAG-7):
+Differences from the authors' ``segmentation_dataset.py`` (docs/faithfulness.md#class-split):
 
 - class folders and mask files are SORTED, never taken in ``os.listdir`` order;
 - the class list is then shuffled with ``random.Random(split_seed)``; every seed (0 included) is a
-  real seed (the reference skipped the shuffle for seed 0 and shuffled an unsorted list);
+  real seed (the authors' code skipped the shuffle for seed 0 and shuffled an unsorted list);
 - stray files at the top level are skipped instead of crashing the listing.
 
 Faithful parts: the 10 wnids that ImageNet-S919 merged are dropped (914 classes remain), train = the
@@ -25,10 +25,11 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from .formats import IMAGE_EXTENSIONS, is_image_file
 from .imagenet_classes import imagenet_index, imagenet_wnids
 
-# The five pairs ImageNet-S919 merged (key merged into value), reference.md section 3.3: only the
-# "value" wnids exist as ImageNet-S919 folders; the reference drops all ten from the class list.
+# The five pairs ImageNet-S919 merged (key merged into value): only the "value" wnids exist as
+# ImageNet-S919 folders; the authors' code drops all ten from the class list, and so do we.
 MERGED_TAGS = frozenset({
     'n04356056', 'n04355933',  # sunglasses / sunglass
     'n04493381', 'n02808440',  # tub / bathtub
@@ -37,7 +38,6 @@ MERGED_TAGS = frozenset({
     'n03887697', 'n15075141',  # paper towel / toilet tissue
 })
 
-IMAGE_EXTENSIONS = ('.JPEG', '.jpg', '.jpeg', '.png', '.JPG', '.PNG')
 MASK_EXTENSION = '.png'
 SPLITS = ('train', 'val', 'all')
 LABEL_MODES = ('imagenet1k', 'sorted_folders')
@@ -191,22 +191,23 @@ class ImageNetSMaskDataset(BaseDataset):
         """The class split: ``dict(train=[...], val=[...])`` (``dict(all=[...])`` for split 'all')."""
         return {k: list(v) for k, v in self._split_classes().items()}
 
-    def _find_image(self, wnid: str, mask_file: str, mask_path: str) -> str:
-        stem = osp.splitext(mask_file)[0]
+    def _find_image(self, wnid: str, mask_file: str, mask_path: str, listings: dict) -> str:
+        """The one image of the mask's stem in ``<img_root>/<wnid>`` (``listings`` caches folders)."""
         folder = osp.join(self.img_root, wnid)
-        found, seen = [], set()
-        for ext in IMAGE_EXTENSIONS:
-            path = osp.join(folder, stem + ext)
-            if osp.isfile(path):
-                st = os.stat(path)
-                key = (st.st_dev, st.st_ino)  # case-insensitive file systems list one file twice
-                if key not in seen:
-                    seen.add(key)
-                    found.append(path)
+        if wnid not in listings:
+            by_stem = {}
+            if osp.isdir(folder):
+                for e in os.scandir(folder):
+                    if e.is_file() and is_image_file(e.name):
+                        by_stem.setdefault(osp.splitext(e.name)[0], []).append(e.path)
+            listings[wnid] = by_stem
+        stem = osp.splitext(mask_file)[0]
+        found = sorted(listings[wnid].get(stem, ()))
         if not found:
             raise FileNotFoundError(
                 f'ImageNetSMaskDataset: mask {mask_path!r} has no image: expected '
-                f'{osp.join(folder, stem + ".JPEG")!r} (or .jpg/.jpeg/.png)')
+                f'{osp.join(folder, stem + ".JPEG")!r} (or another image extension: '
+                f'{", ".join(IMAGE_EXTENSIONS)}, any letter case)')
         if len(found) > 1:
             raise ValueError(f'ImageNetSMaskDataset: mask {mask_path!r} matches several images: {found}')
         return found[0]
@@ -229,7 +230,7 @@ class ImageNetSMaskDataset(BaseDataset):
             label_of = {name: i for i, name in enumerate(files)}
 
         per_class = {'train': self.num_samples, 'val': 1, 'all': None}[self.split]
-        data_list = []
+        data_list, listings = [], {}
         for wnid in classes:
             masks = files[wnid]
             if per_class is not None:
@@ -242,7 +243,7 @@ class ImageNetSMaskDataset(BaseDataset):
             for mask_file in masks:
                 mask_path = osp.join(self.mask_root, wnid, mask_file)
                 data_list.append(dict(
-                    img_path=self._find_image(wnid, mask_file, mask_path),
+                    img_path=self._find_image(wnid, mask_file, mask_path, listings),
                     mask_path=mask_path,
                     gt_label=int(label_of[wnid])))
         return data_list

@@ -19,33 +19,9 @@ from mmengine import fileio
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
-IGNORE_ID = 1000  # ImageNet-S "ignored" region
-BACKGROUND_ID = 0  # ImageNet-S "other"
+from .formats import BACKGROUND_ID, IGNORE_ID, decode_imagenet_s_mask
+
 MASK_KEYS = ('fg_mask', 'ignore_mask')
-
-
-def decode_imagenet_s_ids(mask: np.ndarray, path: str = '?') -> np.ndarray:
-    """ImageNet-S id map (int32, (H, W)) of a decoded PNG.
-
-    ``mask`` is what ``cv2.imread(..., IMREAD_UNCHANGED)`` returns: (H, W) grayscale (the value is
-    the id), or (H, W, 3|4) in BGR(A) order, decoded as id = G * 256 + R (the official encoding).
-    The arithmetic is done in int32: uint8 * 256 overflows under NumPy 2 (reference FLAG-19).
-    """
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    if mask.ndim == 2:
-        if not np.issubdtype(mask.dtype, np.integer):
-            raise ValueError(f'mask {path!r}: grayscale mask of dtype {mask.dtype}, expected integers')
-        return mask.astype(np.int32)
-    if mask.ndim != 3 or mask.shape[2] not in (3, 4):
-        raise ValueError(f'mask {path!r}: unsupported PNG layout with shape {mask.shape}; expected a '
-                         'grayscale or RGB(A) PNG')
-    if mask.dtype != np.uint8:
-        raise ValueError(f'mask {path!r}: colour mask of dtype {mask.dtype}; the ImageNet-S encoding '
-                         '(id = G*256 + R) needs 8-bit channels')
-    red = mask[:, :, 2].astype(np.int32)  # cv2 gives BGR(A)
-    green = mask[:, :, 1].astype(np.int32)
-    return green * 256 + red
 
 
 @TRANSFORMS.register_module()
@@ -126,7 +102,8 @@ class LoadForegroundMask(BaseTransform):
 
     Args:
         ignore_pixels (str): What the ignore (1000) pixels are in ``fg_mask``: ``'background'``
-            (default, faithful to the reference, FLAG-8) or ``'foreground'``.
+            (default, as the authors' code, docs/faithfulness.md#ignore-pixels) or
+            ``'foreground'``.
         backend_args (dict, optional): mmengine file backend arguments.
 
     If ``results['img']`` is present, its height and width must equal the mask's; otherwise a
@@ -157,7 +134,7 @@ class LoadForegroundMask(BaseTransform):
             raise KeyError('LoadForegroundMask: results have no "mask_path" '
                            f'(keys: {sorted(results)})')
         path = results['mask_path']
-        ids = decode_imagenet_s_ids(self._read(path), path)
+        ids = decode_imagenet_s_mask(self._read(path), path)
         present = np.unique(ids)
         categories = present[(present != BACKGROUND_ID) & (present != IGNORE_ID)]
         if categories.size > 1:
@@ -214,9 +191,9 @@ class WithMask(TransformBroadcaster):
     For the masks only, every wrapped transform (nested ones included) temporarily gets
     ``interpolation=mask_interpolation``, ``backend='cv2'`` and ``pad_val=0``:
 
-    - ``'bilinear'`` (default, faithful to the reference, FLAG-5): cv2 ``INTER_LINEAR`` on float32,
-      which equals torch ``interpolate(mode='bilinear', align_corners=False, antialias=False)``,
-      the reference's torchvision-0.8 tensor resize. Boundary pixels become fractional.
+    - ``'bilinear'`` (default, as the authors' code, docs/faithfulness.md#reverse-mask): cv2
+      ``INTER_LINEAR`` on float32, which equals torch ``interpolate(mode='bilinear',
+      align_corners=False, antialias=False)``, the authors' torchvision-0.8 tensor resize. Boundary pixels become fractional.
     - ``'nearest'``: mmcv's nearest (cv2 ``INTER_NEAREST``, as mmseg resizes label maps); the
       masks stay exactly 0/1.
 

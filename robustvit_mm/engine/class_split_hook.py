@@ -1,4 +1,4 @@
-"""Publish the ImageNet-S class split of a run (reference FLAG-7: "publish the class list")."""
+"""Publish the ImageNet-S class split of a run (docs/faithfulness.md#class-split: the list is saved)."""
 import json
 import os.path as osp
 from typing import Dict, List, Tuple

@@ -1,20 +1,13 @@
 """Foreground masks without annotation (TokenCut over DINO features + the fast bilateral solver).
 
-The command-line front end is ``tools/tokencut_masks.py``.
+The command-line front end is ``tools/tokencut_masks.py``; the steps (normalised cut, solver,
+post-processing) are in :mod:`robustvit_mm.masks.tokencut` and :mod:`robustvit_mm.masks.bilateral_solver`.
 """
-from .bilateral_solver import BilateralGrid, bilateral_solve, rgb_to_yuv
-from .tokencut import (GenerationSummary, NCutResult, TokenCutResult, bipartition_with_seed,
-                       build_dino_vitb16, dino_last_keys, encode_imagenet_s_mask,
-                       generate_tokencut_masks, list_images, load_dino_state_dict, load_image,
-                       make_panel, mask_iou, ncut, ncut_affinity, postprocess_refined,
-                       preprocess_image, second_smallest_eigenvector, seed_component,
-                       tokencut_mask, upsample_nearest, write_mask_png)
+from .bilateral_solver import bilateral_solve
+from .tokencut import (GenerationSummary, TokenCutResult, build_dino_vitb16, generate_tokencut_masks,
+                       load_image, ncut, tokencut_mask, write_mask_png)
 
 __all__ = [
-    'BilateralGrid', 'bilateral_solve', 'rgb_to_yuv', 'GenerationSummary', 'NCutResult',
-    'TokenCutResult', 'bipartition_with_seed', 'build_dino_vitb16', 'dino_last_keys',
-    'encode_imagenet_s_mask', 'generate_tokencut_masks', 'list_images', 'load_dino_state_dict',
-    'load_image', 'make_panel', 'mask_iou', 'ncut', 'ncut_affinity', 'postprocess_refined',
-    'preprocess_image', 'second_smallest_eigenvector', 'seed_component', 'tokencut_mask',
-    'upsample_nearest', 'write_mask_png',
+    'generate_tokencut_masks', 'GenerationSummary', 'tokencut_mask', 'TokenCutResult',
+    'build_dino_vitb16', 'load_image', 'write_mask_png', 'ncut', 'bilateral_solve',
 ]

@@ -1,8 +1,8 @@
 """TokenCut foreground masks (Wang et al., CVPR 2022) from self-supervised DINO ViT-B/16 features.
 
-RobustViT's annotation-free variant fine-tunes on these masks. The released generator calls an
-unpublished TokenCut variant (reference.md §5.1, FLAG-20); this module is a working re-implementation
-with the same numbers:
+RobustViT's annotation-free variant fine-tunes on these masks. The authors' released generator calls
+an unpublished TokenCut variant (docs/faithfulness.md#tokencut); this module is a working
+re-implementation with the same numbers:
 
 1. DINO ViT-B/16 (timm, weights from a local file). The image is resized with LANCZOS so that each
    side is the nearest multiple of 16, normalised with the ImageNet mean/std; timm interpolates the
@@ -19,7 +19,8 @@ with the same numbers:
    dataset then silently dropped.)
 
 Masks are written as PNGs in the ImageNet-S encoding (id = G*256 + R; foreground id 1, background 0),
-so ``ImageNetSMaskDataset`` reads them unchanged.
+so ``ImageNetSMaskDataset`` reads them unchanged. Images are read as stored, ignoring any EXIF
+orientation tag, exactly as the training pipeline reads them, so mask and image pixels line up.
 """
 import os
 import os.path as osp
@@ -33,23 +34,20 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from scipy import ndimage
 from scipy.linalg import eigh
 
+from ..datasets.formats import IMAGENET_NORM, encode_imagenet_s_mask, is_image_file
 from .bilateral_solver import bilateral_solve
 
 __all__ = [
-    'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'load_dino_state_dict', 'build_dino_vitb16',
+    'load_dino_state_dict', 'build_dino_vitb16',
     'load_image', 'preprocess_image', 'dino_last_keys', 'ncut_affinity', 'second_smallest_eigenvector',
     'bipartition_with_seed', 'seed_component', 'ncut', 'NCutResult', 'upsample_nearest',
-    'postprocess_refined', 'mask_iou', 'TokenCutResult', 'tokencut_mask', 'encode_imagenet_s_mask',
-    'write_mask_png', 'make_panel', 'list_images', 'GenerationSummary', 'generate_tokencut_masks',
+    'postprocess_refined', 'mask_iou', 'TokenCutResult', 'tokencut_mask', 'write_mask_png', 'make_panel', 'list_images', 'GenerationSummary', 'generate_tokencut_masks',
 ]
 
-IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH_SIZE = 16
 DINO_ARCH = 'vit_base_patch16_224'
 
@@ -137,9 +135,9 @@ def build_dino_vitb16(weights, device='cpu', arch=DINO_ARCH):
 
 
 def load_image(path):
-    """Open an image as RGB PIL, applying the EXIF orientation (as cv2/mmcv do at training time)."""
+    """Open an image as RGB PIL with its pixels as stored: the EXIF orientation tag is ignored,
+    as ``LoadCheckedImage`` does at training time, so the mask fits the image the dataset reads."""
     with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
         img = img.convert('RGB')
         img.load()
     return img
@@ -155,8 +153,9 @@ def preprocess_image(img, patch_size=PATCH_SIZE):
     feat_w = max(1, int(round(w / patch_size)))
     feat_h = max(1, int(round(h / patch_size)))
     resized = img.resize((feat_w * patch_size, feat_h * patch_size), resample=Image.LANCZOS)
-    arr = np.asarray(resized, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    arr = np.asarray(resized, dtype=np.float32)  # RGB, 0-255
+    arr = (arr - np.asarray(IMAGENET_NORM['mean'], np.float32)) / np.asarray(IMAGENET_NORM['std'],
+                                                                             np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     return tensor, (feat_h, feat_w)
 
@@ -322,17 +321,6 @@ def tokencut_mask(model, img, device='cpu', *, tau=0.2, eps=1e-5, refine=True, i
 # ----------------------------------------------------------------------------------------------
 # Writing masks and panels
 # ----------------------------------------------------------------------------------------------
-def encode_imagenet_s_mask(mask, fg_id=1):
-    """(H, W) bool -> (H, W, 3) uint8 RGB in the ImageNet-S encoding (id = G*256 + R, B = 0)."""
-    if not 0 <= fg_id < 65536 or fg_id in (0, 1000):
-        raise ValueError(f'fg_id must be a category id (not 0 = background, 1000 = ignore), got {fg_id}')
-    mask = np.asarray(mask, dtype=bool)
-    rgb = np.zeros(mask.shape + (3,), dtype=np.uint8)
-    rgb[mask, 0] = fg_id % 256
-    rgb[mask, 1] = fg_id // 256
-    return rgb
-
-
 def _atomic_write_bytes(path, data):
     folder = osp.dirname(path) or '.'
     os.makedirs(folder, exist_ok=True)
@@ -373,15 +361,31 @@ def make_panel(img, mask, gap=4):
 # Whole-folder generation
 # ----------------------------------------------------------------------------------------------
 def list_images(img_root, exclude=()):
-    """Sorted relative paths of the images under ``img_root`` (any depth), skipping ``exclude`` dirs."""
+    """Sorted relative paths of the images under ``img_root`` (any depth), skipping ``exclude`` dirs.
+
+    Symbolic links to folders are followed, but each real folder is listed once: a link back to an
+    ancestor (a loop) or a second link to a folder already listed is skipped with a warning naming it.
+    """
     img_root = osp.abspath(img_root)
-    excluded = {osp.abspath(p) for p in exclude if p}
+    excluded = {osp.realpath(p) for p in exclude if p}
+    visited = {osp.realpath(img_root)}
     found = []
     for dirpath, dirnames, filenames in os.walk(img_root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames
-                             if not d.startswith('.') and osp.join(dirpath, d) not in excluded)
+        keep = []
+        # Real folders before links of the same folder, so a folder is listed under its own name.
+        for d in sorted(dirnames, key=lambda d: (osp.islink(osp.join(dirpath, d)), d)):
+            real = osp.realpath(osp.join(dirpath, d))
+            if d.startswith('.') or real in excluded:
+                continue
+            if real in visited:
+                warnings.warn(f'{osp.join(dirpath, d)} leads to {real}, which is already listed '
+                              '(a symbolic link loop or a second link to one folder); skipped')
+                continue
+            visited.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            if not name.startswith('.') and osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if is_image_file(name):
                 found.append(osp.relpath(osp.join(dirpath, name), img_root))
     return found
 

@@ -1,4 +1,4 @@
-# ImageNet-S foreground masks for RobustViT fine-tuning (reference.md sections 2.3, 3.3, 3.4, 10).
+# ImageNet-S foreground masks for RobustViT fine-tuning (paper Sec. 4; docs/faithfulness.md#class-split).
 #
 # ImageNet-S919 `train-semi-segmentation` masks (10 masked ImageNet-*train* images per class) pair with
 # the ImageNet-1k `train` images of the same wnid and file stem:
@@ -26,7 +26,8 @@ dataset_type = 'ImageNetSMaskDataset'
 data_root = 'data/imagenet'
 data_prefix = dict(img_path='train', mask_path='ImageNetS919/train-semi-segmentation')
 
-# The paper normalises every model with mean = std = 0.5 (reference FLAG-6); images are loaded BGR.
+# The paper normalises every model with mean = std = 0.5 (docs/faithfulness.md#normalisation);
+# images are loaded BGR. These are robustvit_mm.datasets.PAPER_NORM.
 data_preprocessor = dict(
     num_classes=1000,
     mean=[127.5, 127.5, 127.5],
@@ -36,14 +37,17 @@ data_preprocessor = dict(
 
 train_pipeline = [
     dict(type='LoadCheckedImage'),
-    # ImageNet-S id = G*256 + R; ignore (1000) pixels are background in fg_mask (FLAG-8).
+    # ImageNet-S id = G*256 + R; ignore (1000) pixels are background in fg_mask
+    # (docs/faithfulness.md#ignore-pixels).
     dict(type='LoadForegroundMask', ignore_pixels='background'),
-    # Same random crop/flip for image and masks; masks resized bilinear without antialias (FLAG-5).
+    # Same random crop/flip for image and masks; masks resized bilinear without antialias
+    # (docs/faithfulness.md#reverse-mask).
     dict(
         type='WithMask',
         mask_interpolation='bilinear',
         transforms=[
-            # Absolute 256x256 resize: aspect-distorting, as the reference (FLAG-23). The image
+            # Absolute 256x256 resize: aspect-distorting, as the authors' code
+            # (docs/faithfulness.md#train-transform). The image
             # uses PIL bilinear like the reference's PIL pipeline.
             dict(type='Resize', scale=(256, 256), keep_ratio=False,
                  backend='pillow', interpolation='bilinear'),

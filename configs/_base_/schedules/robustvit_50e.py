@@ -1,4 +1,4 @@
-# The paper's fine-tuning schedule (reference.md §2.3): AdamW with weight decay 1e-4 on ALL
+# The paper's fine-tuning schedule (docs/faithfulness.md#optimizer): AdamW with weight decay 1e-4 on ALL
 # parameters (no no-decay groups, no clipping, no warm-up), lr x 0.85 every 2 epochs, 50 epochs.
 # The per-model base lr is set by each model config (README of the authors' code).
 optim_wrapper = dict(
