@@ -6,11 +6,13 @@ size, the data roots and (so that 3 short epochs can show an effect) the learnin
 import json
 import os
 import os.path as osp
+import re
 
 import pytest
 
 from mini_imagenet_s import make_imagenet_s_tree
-from stock_run_helpers import AUGMENTED_PIPELINES, PAPER_CONFIG, run, save_pretrained, scalars
+from stock_run_helpers import (AUGMENTED_PIPELINES, PAPER_CONFIG, load_state, run, save_pretrained,
+                               scalars)
 
 TINY_CONFIG = '''
 _base_ = [{paper!r}]
@@ -20,7 +22,9 @@ model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
                             feedforward_channels=96), img_size=32, patch_size=4),
     head=dict(in_channels=48))
-{pipelines}loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
+# num_workers=0 and nothing else: the base config must keep the stock train.py from adding
+# persistent_workers=True, which torch refuses without workers.
+{pipelines}loader = dict(num_workers=0)
 split = dict(data_root=data_root, data_prefix=data_prefix, num_classes=4, num_samples=4)
 train_dataloader = dict(batch_size=4, **loader, dataset=dict(**split, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
@@ -67,6 +71,14 @@ def test_stock_train_test_resume(tmp_path):
     files = os.listdir(work_dir)
     best = [f for f in files if f.startswith('best_relevance_loss')]
     assert len(best) == 1, files
+    # The logged validation loss is the value the best-checkpoint rule compared (not a running
+    # mean over epochs): the kept epoch is the last minimum of the logged curve, with that score.
+    logged = [r['relevance/loss'] for r in val]
+    best_epoch = int(best[0].rsplit('epoch_', 1)[1].split('.')[0])
+    assert best_epoch == max(i + 1 for i, v in enumerate(logged) if v == min(logged)), logged
+    hub = load_state(osp.join(work_dir, best[0]))['message_hub']['runtime_info']
+    assert logged[best_epoch - 1] == pytest.approx(hub['best_score'], abs=1e-6)
+    assert [r['step'] for r in val] == [1, 2, 3]
     with open(osp.join(work_dir, 'imagenet_s_split.json')) as f:
         split = json.load(f)
     assert sorted(split['train'] + split['val']) == sorted(tree['wnids'])
@@ -79,6 +91,8 @@ def test_stock_train_test_resume(tmp_path):
     out = run('test.py', write_config(tmp_path, tree, epochs=3), osp.join(work_dir, best[0]),
               '--work-dir', str(tmp_path / 'test'))
     assert 'relevance/loss' in out and 'accuracy/top1' in out
+    tested = float(re.search(r'relevance/loss: ([0-9.]+)', out).group(1))
+    assert tested == pytest.approx(logged[best_epoch - 1], abs=1e-4)  # printed with 4 digits
 
     # Resume for one more epoch.
     out = run('train.py', write_config(tmp_path, tree, epochs=4), '--work-dir', work_dir,

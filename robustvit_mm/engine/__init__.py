@@ -1,3 +1,13 @@
-"""Registered hooks. They may run the model (and so use relevance/)."""
-from . import (checkpoint_guard_hook, checkpoint_hook, class_split_hook, dist_cpu,  # noqa: F401
-               nonfinite_hook, relevance_hook, visualization_hook)
+"""Registered hooks and the log processor. They may run the model (and so use relevance/)."""
+from .checkpoint_guard_hook import CheckpointGuardHook
+from .checkpoint_hook import LatestBestCheckpointHook
+from .class_split_hook import SaveClassSplitHook
+from .log_processor import ExactEvalLogProcessor
+from .nonfinite_hook import NonFiniteLossHook
+from .relevance_hook import PredictedRelevanceHook
+from .visualization_hook import GAERelevanceHook
+
+__all__ = [
+    'CheckpointGuardHook', 'LatestBestCheckpointHook', 'SaveClassSplitHook', 'NonFiniteLossHook',
+    'PredictedRelevanceHook', 'GAERelevanceHook', 'ExactEvalLogProcessor',
+]

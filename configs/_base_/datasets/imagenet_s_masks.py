@@ -16,9 +16,10 @@
 # val_evaluator / test_evaluator are set by the method config (the relevance-guided val loss /
 # metrics). Batch Mixup/CutMix must stay off (they would break the image/mask pairing).
 #
-# stack.md pitfall: the stock train.py/test.py force persistent_workers=True, pin_memory=True into
-# every dataloader, which raises with num_workers=0. This file uses num_workers=4; a CPU-friendly
-# override with num_workers=0 must also set persistent_workers=False, pin_memory=False.
+# The stock train.py/test.py add persistent_workers=True to every dataloader that does not set it,
+# and torch refuses that with num_workers=0. The loaders here set persistent_workers=False, so
+# `--cfg-options train_dataloader.num_workers=0 val_dataloader.num_workers=0` works on a CPU machine
+# (with 4 workers the cost is restarting them once per epoch, negligible next to the epoch itself).
 
 custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
 
@@ -75,6 +76,7 @@ val_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=4,
+    persistent_workers=False,  # see the top of this file
     sampler=dict(type='DefaultSampler', shuffle=True),
     drop_last=False,
     dataset=dict(
@@ -93,6 +95,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=10,
     num_workers=4,
+    persistent_workers=False,  # see the top of this file
     sampler=dict(type='DefaultSampler', shuffle=False),
     drop_last=False,
     dataset=dict(
