@@ -1,25 +1,43 @@
-"""Turn a LOCAL timm ViT/DeiT checkpoint into a file the configs' ``load_from`` accepts.
+"""Turn a LOCAL timm checkpoint into a file the configs' ``load_from`` accepts.
 
-    python tools/convert_timm_weights.py SRC DST [--target mmpretrain|timm]
+    python tools/convert_timm_weights.py SRC DST [--target mmpretrain|timm] [--img-size 224]
+        [--num-heads N] [--rope-ref-grid 16]
 
---target mmpretrain (default): ViT-B/L and DeiT configs (mmpretrain VisionTransformer).
---target timm: AugReg configs (RelevanceGuidedTimmClassifier wrapping a timm model).
+--target mmpretrain (default), for the mmpretrain configs; the family is read from the names:
+  ViT / DeiT (VisionTransformer), DeiT3 (DeiT3), DINOv2 (VisionTransformer with layer scale),
+  BEiT / BEiT-v2 (BEiTViT), EVA-02 (ViTEVA02).
+--target timm: configs that wrap a timm model (RelevanceGuidedTimmClassifier, e.g. AugReg).
+--img-size: the config's input size; ``pos_embed`` (and EVA-02's RoPE tables) are made for it
+  (e.g. DINOv2's 518-px or EVA-02's 448-px weights for a 224-px config).
+--num-heads / --rope-ref-grid: EVA-02 only (defaults: embed_dims // 64 heads, grid 16).
 SRC is a timm ``state_dict`` file (.pth/.bin/.safetensors, optionally nested under 'model').
+DST is written atomically and must not be SRC.
 """
 import argparse
+import sys
 
+from robustvit_mm.compat import silence_known_upstream_warnings
 from robustvit_mm.models.timm_weights import convert_timm_checkpoint
 
 
 def main():
+    silence_known_upstream_warnings()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src')
     parser.add_argument('dst')
     parser.add_argument('--target', choices=('mmpretrain', 'timm'), default='mmpretrain')
+    parser.add_argument('--img-size', type=int, default=None)
+    parser.add_argument('--num-heads', type=int, default=None)
+    parser.add_argument('--rope-ref-grid', type=int, default=16)
     args = parser.parse_args()
-    count = convert_timm_checkpoint(args.src, args.dst, args.target)
-    print(f'wrote {args.dst}: {count} tensors for a {args.target} config')
+    try:
+        info = convert_timm_checkpoint(args.src, args.dst, args.target, img_size=args.img_size,
+                                       num_heads=args.num_heads, rope_ref_grid=args.rope_ref_grid)
+    except (ValueError, OSError) as error:
+        sys.exit(f'convert_timm_weights: {error}')
+    print(f'wrote {args.dst}: {info["tensors"]} tensors of a {info["family"]} checkpoint for a '
+          f'{args.target} config')
 
 
 if __name__ == '__main__':

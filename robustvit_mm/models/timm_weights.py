@@ -1,31 +1,92 @@
-"""Convert timm ViT/DeiT checkpoints into what mmpretrain's ``load_from`` accepts.
+"""Convert timm checkpoints of class-token ViTs into what the configs' ``load_from`` accepts.
 
-Two targets:
-- 'mmpretrain': an ``ImageClassifier`` with ``VisionTransformer`` backbone and ViT head (the ViT-B/L
-  and DeiT configs): timm's names are mapped onto mmpretrain's (``blocks.i.norm1`` ->
-  ``backbone.layers.i.ln1``, ...). The math is identical (LN eps 1e-6, qkv bias, class token).
-- 'timm': a ``TimmClassifier`` (the AugReg configs): timm's own names, unchanged (TimmClassifier
-  strips/adds its ``model.`` prefix itself when saving/loading).
+Target 'mmpretrain': an ``ImageClassifier`` with a ViT-head (``head.layers.head``). The family is
+read from the checkpoint's names; one rename table per family maps timm's names onto the mmpretrain
+backbone that computes the same function (tested logit for logit in tests/test_weight_conversion.py):
+
+====================================  ==========================  =================================
+timm model (state dict)               mmpretrain backbone         notes
+====================================  ==========================  =================================
+``VisionTransformer``: ViT, DeiT      ``VisionTransformer``
+DINOv2 (``ls1/ls2.gamma``)            ``VisionTransformer``       layer scale -> ``attn.gamma1``,
+                                      (``layer_scale_init_value`` ``ffn.gamma2``
+                                      ``> 0``)
+DeiT3 (``ls1/ls2.gamma``, no class    as DINOv2                   a zero class position is added
+position in ``pos_embed``)                                        to ``pos_embed`` (cls + 0 = cls)
+``Beit`` (BEiT, BEiT-v2)              ``BEiTViT``                 index buffers generated
+``Eva`` (EVA-02)                      ``ViTEVA02``                q/k/v and SwiGLU fc1 merged;
+                                                                  EVA-02's RoPE tables written
+====================================  ==========================  =================================
+
+mmpretrain 1.2.0's own ``DeiT3`` backbone is not a target: its blocks normalise the MLP input with
+``ln1`` (``ln2`` is never used), so it does not compute DeiT3's function.
+
+Target 'timm': a ``TimmClassifier`` config (timm's own names, unchanged; ``TimmClassifier`` adds its
+``model.`` prefix itself).
 """
+import math
+import os
+import os.path as osp
 import re
+import tempfile
 
 import torch
 
-# timm name (regex) -> mmpretrain name
-_VIT_RENAMES = [
+_NESTING_KEYS = ('state_dict', 'model', 'module')
+# Masked-image-modelling token of self-supervised checkpoints (DINOv2, BEiT, EVA): no classifier
+# forward reads it.
+_UNUSED = ('mask_token',)
+
+_COMMON = [
     (r'^cls_token$', 'backbone.cls_token'),
     (r'^pos_embed$', 'backbone.pos_embed'),
     (r'^patch_embed\.proj\.', 'backbone.patch_embed.projection.'),
-    (r'^blocks\.(\d+)\.norm1\.', r'backbone.layers.\1.ln1.'),
-    (r'^blocks\.(\d+)\.attn\.qkv\.', r'backbone.layers.\1.attn.qkv.'),
-    (r'^blocks\.(\d+)\.attn\.proj\.', r'backbone.layers.\1.attn.proj.'),
-    (r'^blocks\.(\d+)\.norm2\.', r'backbone.layers.\1.ln2.'),
-    (r'^blocks\.(\d+)\.mlp\.fc1\.', r'backbone.layers.\1.ffn.layers.0.0.'),
-    (r'^blocks\.(\d+)\.mlp\.fc2\.', r'backbone.layers.\1.ffn.layers.1.'),
-    (r'^norm\.', 'backbone.ln1.'),
     (r'^head\.', 'head.layers.head.'),
 ]
-_NESTING_KEYS = ('state_dict', 'model', 'module')
+_B = r'^blocks\.(\d+)\.'  # timm block prefix; \1 is the block index
+_L = r'backbone.layers.\1.'
+# timm name (regex) -> mmpretrain name, per family.
+_RENAMES = {
+    'vit': _COMMON + [  # ViT, DeiT, DeiT3, DINOv2
+        (_B + r'norm1\.', _L + 'ln1.'),
+        (_B + r'attn\.(qkv|proj)\.', _L + r'attn.\2.'),
+        (_B + r'ls1\.gamma$', _L + 'attn.gamma1.weight'),
+        (_B + r'norm2\.', _L + 'ln2.'),
+        (_B + r'mlp\.fc1\.', _L + 'ffn.layers.0.0.'),
+        (_B + r'mlp\.fc2\.', _L + 'ffn.layers.1.'),
+        (_B + r'ls2\.gamma$', _L + 'ffn.gamma2.weight'),
+        (r'^norm\.', 'backbone.ln1.'),      # class-token pooling (final_norm)
+    ],
+    'beit': _COMMON + [
+        (_B + r'norm1\.', _L + 'ln1.'),
+        (_B + r'attn\.(qkv\.weight|q_bias|v_bias|relative_position_bias_table|proj\.)',
+         _L + r'attn.\2'),
+        (_B + r'(gamma_1|gamma_2)$', _L + r'\2'),
+        (_B + r'norm2\.', _L + 'ln2.'),
+        (_B + r'mlp\.fc1\.', _L + 'ffn.layers.0.0.'),
+        (_B + r'mlp\.fc2\.', _L + 'ffn.layers.1.'),
+        (r'^rel_pos_bias\.relative_position_bias_table$',
+         'backbone.rel_pos_bias.relative_position_bias_table'),
+        (r'^norm\.', 'backbone.ln1.'),      # class-token pooling: final_norm=True
+        (r'^fc_norm\.', 'backbone.ln2.'),   # average pooling: out_type='avg_featmap'
+    ],
+    'eva02': _COMMON + [
+        (_B + r'(norm1|norm2)\.', _L + r'\2.'),
+        (_B + r'attn\.proj\.', _L + 'attn.proj.'),
+        (_B + r'mlp\.norm\.', _L + 'mlp.norm.'),
+        (_B + r'mlp\.fc2\.', _L + 'mlp.w3.'),
+        (r'^norm\.', 'backbone.ln1.'),
+        (r'^fc_norm\.', 'backbone.ln2.'),
+    ],
+}
+# EVA-02: mmpretrain fuses what timm keeps apart (parts concatenated on dim 0; None = zeros: EVA-02
+# has no key bias, and a key bias does not change the softmax).
+_EVA02_MERGES = [
+    ('attn.qkv.weight', ('attn.q_proj.weight', 'attn.k_proj.weight', 'attn.v_proj.weight')),
+    ('attn.qkv.bias', ('attn.q_proj.bias', None, 'attn.v_proj.bias')),
+    ('mlp.w12.weight', ('mlp.fc1_g.weight', 'mlp.fc1_x.weight')),  # SwiGLU: silu(w1 x) * (w2 x)
+    ('mlp.w12.bias', ('mlp.fc1_g.bias', 'mlp.fc1_x.bias')),
+]
 
 
 def load_timm_state_dict(path):
@@ -43,11 +104,97 @@ def load_timm_state_dict(path):
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
 
 
-def timm_vit_to_mmpretrain(state):
-    """Rename a timm ViT/DeiT state dict to mmpretrain ImageClassifier names."""
-    converted, unknown = {}, []
+def detect_family(state):
+    """'eva02', 'beit' or 'vit' (timm VisionTransformer: ViT, DeiT, DeiT3, DINOv2) from the names."""
+    if any(re.match(_B + r'attn\.q_proj\.', k) for k in state):
+        return 'eva02'
+    if any(re.match(_B + r'(gamma_1$|attn\.relative_position_bias_table$)', k) for k in state):
+        return 'beit'
+    return 'vit'
+
+
+def _extra_tokens(pos_embed):
+    """Tokens of ``pos_embed`` that are not patches: 0 for DeiT3 (no class position), else 1."""
+    n = pos_embed.shape[1]
+    return 0 if math.isqrt(n) ** 2 == n else 1
+
+
+def _resize_pos_embed(state, img_size):
+    """Resize ``pos_embed`` to ``img_size`` (bicubic, mmpretrain's own resize), square grids only."""
+    from mmpretrain.models.utils import resize_pos_embed
+    pos = state['pos_embed']
+    extra = _extra_tokens(pos)
+    src = math.isqrt(pos.shape[1] - extra)
+    dst = img_size // state['patch_embed.proj.weight'].shape[-1]
+    if src != dst:
+        state['pos_embed'] = resize_pos_embed(pos, (src, src), (dst, dst), 'bicubic', extra)
+
+
+def _eva02_rope_tables(state, num_heads, rope_ref_grid):
+    """EVA-02's RoPE sin/cos tables for the checkpoint's grid, as timm computes them.
+
+    mmpretrain's ``ViTEVA02`` keeps its RoPE tables as buffers but computes them with another formula
+    (frequencies tiled, not interleaved; positions scaled to the head size instead of EVA-02's
+    pretraining grid): loading EVA-02's own tables is what makes the two models agree. An input size
+    other than the config's ``img_size`` makes mmpretrain recompute its own tables: keep it fixed.
+    """
+    from timm.layers import create_rope_embed
+    dims = state['cls_token'].shape[-1]
+    grid = math.isqrt(state['pos_embed'].shape[1] - 1)
+    rope = create_rope_embed('cat', dim=dims, num_heads=num_heads, feat_shape=[grid, grid],
+                             in_pixels=False, ref_feat_shape=(rope_ref_grid, rope_ref_grid))
+    sin, cos = rope.get_embed().float().chunk(2, -1)
+    return cos.contiguous(), sin.contiguous()
+
+
+def _merge_eva02(state):
+    """Concatenate EVA-02's separate q/k/v and SwiGLU fc1 tensors as mmpretrain's ``ViTEVA02`` has them."""
+    state, merged = dict(state), {}
+    blocks = sorted({int(m.group(1)) for k in state for m in [re.match(_B, k)] if m})
+    for i in blocks:
+        for target, parts in _EVA02_MERGES:
+            names = [f'blocks.{i}.{p}' if p else None for p in parts]
+            if not any(n in state for n in names if n):
+                continue
+            present = next(state[n] for n in names if n and n in state)
+            missing = [n for n in names if n and n not in state]
+            if missing:
+                raise ValueError(f'EVA-02 block {i}: {missing} missing to build {target}')
+            merged[f'backbone.layers.{i}.{target}'] = torch.cat(
+                [state.pop(n) if n else torch.zeros_like(present) for n in names])
+    return state, merged
+
+
+def timm_to_mmpretrain(state, img_size=None, num_heads=None, rope_ref_grid=16):
+    """Rename a timm state dict to mmpretrain ``ImageClassifier`` names; returns (family, state).
+
+    Args:
+        img_size: resize ``pos_embed`` to this input size (the config's ``img_size``); None keeps
+            the checkpoint's.
+        num_heads: EVA-02 only (its RoPE tables depend on the head size); default ``dims // 64``,
+            the head size of every EVA-02 model.
+        rope_ref_grid: EVA-02 only: the patch grid of its pretraining (224 / 14 = 16 for every EVA-02).
+    """
+    family = detect_family(state)
+    state = {k: v for k, v in state.items() if k not in _UNUSED}
+    if img_size is not None and 'pos_embed' in state:
+        _resize_pos_embed(state, img_size)
+    if img_size is not None and family == 'beit':
+        table = next(v for k, v in state.items() if k.endswith('relative_position_bias_table'))
+        grid = (math.isqrt(table.shape[0] - 3) + 1) // 2
+        if grid * state['patch_embed.proj.weight'].shape[-1] != img_size:
+            raise ValueError(f'BEiT checkpoints convert at their own input size '
+                             f'({grid * state["patch_embed.proj.weight"].shape[-1]} px), not '
+                             f'img_size={img_size}: use that size in the config.')
+    if 'pos_embed' in state and _extra_tokens(state['pos_embed']) == 0:  # DeiT3
+        pos = state['pos_embed']
+        state['pos_embed'] = torch.cat([pos.new_zeros(pos.shape[0], 1, pos.shape[2]), pos], 1)
+    converted = {}
+    if family == 'eva02':
+        state, converted = _merge_eva02(state)
+    unknown = []
     for name, value in state.items():
-        for pattern, replacement in _VIT_RENAMES:
+        for pattern, replacement in _RENAMES[family]:
             if re.search(pattern, name):
                 converted[re.sub(pattern, replacement, name)] = value
                 break
@@ -55,21 +202,65 @@ def timm_vit_to_mmpretrain(state):
             unknown.append(name)
     if unknown:
         raise ValueError(
-            f'timm keys with no mmpretrain VisionTransformer equivalent: {unknown[:8]}'
-            f'{" ..." if len(unknown) > 8 else ""}. Distilled DeiT, pre-logits layers and register '
-            "tokens are not converted: use --target timm with a TimmClassifier config instead.")
-    return converted
+            f'timm keys with no mmpretrain equivalent (read as a {family} checkpoint): '
+            f'{unknown[:8]}{" ..." if len(unknown) > 8 else ""}. Distilled DeiT, register tokens, '
+            'pre-logits layers and other timm-only parts are not converted: use --target timm '
+            'with a TimmClassifier config instead.')
+    # Buffers mmpretrain saves in its state dict but timm recomputes (so they are not in its file).
+    if family == 'beit':
+        from mmpretrain.models.backbones.beit import RelativePositionBias
+        for name in [k for k in converted if k.endswith('relative_position_bias_table')]:
+            length, heads = converted[name].shape
+            window = (math.isqrt(length - 3) + 1) // 2
+            converted[name.replace('bias_table', 'index')] = RelativePositionBias(
+                (window, window), heads).relative_position_index
+    if family == 'eva02':
+        dims = converted['backbone.cls_token'].shape[-1]
+        cos, sin = _eva02_rope_tables(state, num_heads or dims // 64, rope_ref_grid)
+        blocks = sorted({int(m.group(1)) for k in converted
+                         for m in [re.match(r'^backbone\.layers\.(\d+)\.', k)] if m})
+        for prefix in ['backbone.'] + [f'backbone.layers.{i}.attn.' for i in blocks]:
+            converted[prefix + 'rope.freqs_cos'] = cos
+            converted[prefix + 'rope.freqs_sin'] = sin
+    return family, converted
 
 
-def convert_timm_checkpoint(src, dst, target='mmpretrain'):
-    """Write ``dst`` = ``{'state_dict': ..., 'meta': ...}`` for ``load_from``; returns the key count."""
+def _save_atomically(obj, dst):
+    """Write ``dst`` through a temporary file in the same folder: a failed write leaves no half file."""
+    folder = osp.dirname(osp.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(dst) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.replace(tmp, dst)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def convert_timm_checkpoint(src, dst, target='mmpretrain', img_size=None, num_heads=None,
+                            rope_ref_grid=16):
+    """Write ``dst`` = ``{'state_dict': ..., 'meta': ...}`` for ``load_from``.
+
+    Refuses to overwrite ``src``. Returns ``dict(family=..., tensors=...)``. Arguments after
+    ``target`` as :func:`timm_to_mmpretrain` (mmpretrain target only).
+    """
+    if osp.realpath(src) == osp.realpath(dst) or (
+            osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst)):
+        raise ValueError(f'destination {str(dst)!r} is the source checkpoint {str(src)!r}: '
+                         'write the converted weights to another file')
     state = load_timm_state_dict(src)
     if target == 'mmpretrain':
-        converted = timm_vit_to_mmpretrain(state)
+        family, converted = timm_to_mmpretrain(state, img_size, num_heads, rope_ref_grid)
     elif target == 'timm':
-        converted = dict(state)
+        if img_size is not None or num_heads is not None:
+            raise ValueError('--target timm keeps the checkpoint as it is: build the timm model at '
+                             'the checkpoint\'s own size (no --img-size / --num-heads)')
+        family, converted = 'timm', dict(state)
     else:
         raise ValueError(f"target={target!r}; use 'mmpretrain' or 'timm'")
-    torch.save({'state_dict': converted, 'meta': {'converted_from': str(src), 'target': target}},
-               dst)
-    return len(converted)
+    meta = dict(converted_from=str(src), target=target, family=family, img_size=img_size)
+    _save_atomically({'state_dict': converted, 'meta': meta}, dst)
+    return dict(family=family, tensors=len(converted))
