@@ -2,7 +2,6 @@
 # argmax); the standard protocol is imagenet-a_standard.py.
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/robustness_base.py',
 ]
 

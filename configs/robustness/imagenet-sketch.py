@@ -1,7 +1,6 @@
 # ImageNet-Sketch (~50,889 sketches, 1000 classes): data/sketch/<wnid>/*.JPEG. Paper protocol.
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/robustness_base.py',
 ]
 

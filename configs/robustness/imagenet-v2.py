@@ -3,7 +3,6 @@
 # with data_root the folder that holds imagenetv2-<variant>-format-val/.
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/robustness_base.py',
 ]
 

@@ -6,7 +6,6 @@
 #   --cfg-options test_evaluator.model_name=robustvit-vit-b
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/robustness_base.py',
 ]
 

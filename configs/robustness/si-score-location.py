@@ -2,7 +2,6 @@
 # robustvit_mm/datasets/data/si_score_labels.json). Paper protocol (1000-way argmax).
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/robustness_base.py',
 ]
 

@@ -5,7 +5,9 @@ Four mmengine 0.10.7 behaviours this hook turns into clear outcomes:
 1. A checkpoint of another architecture (``load_from``, ``test.py CKPT``, ``--resume PATH``) is loaded
    with ``strict=False``: every tensor that does not fit is only a WARNING in the log and the run
    trains or tests the randomly initialised model. Here it is an error listing the tensors that
-   differ in shape, the model tensors missing from the file and the file's tensors the model lacks.
+   differ in shape, the model tensors missing from the file and the file's tensors the model lacks,
+   with the likely fix (``robustvit_mm.apis.checkpoint.check_state_dict``, the one check shared
+   with the report and the relevance inferencer).
 2. ``<work_dir>/last_checkpoint`` stores an ABSOLUTE path. A work dir copied elsewhere would
    ``--resume`` from the ORIGINAL directory's file (whatever it holds by now), or fail once that is
    gone. Here a work dir resumes from its own copy of that file when it has one (the path stored in
@@ -21,11 +23,10 @@ Four mmengine 0.10.7 behaviours this hook turns into clear outcomes:
    ``train.py`` sets ``load_from = None`` for ``--resume``, so not even the pretrained weights are
    loaded. Here that is an error that says so.
 
-Registered in the runtime base's ``default_hooks`` (key ``checkpoint_guard``); ``enable=False`` turns
+Registered in the runtime and robustness bases' ``default_hooks`` (key ``checkpoint_guard``); ``enable=False`` turns
 it off (``--cfg-options default_hooks.checkpoint_guard.enable=False``).
 """
 import os.path as osp
-import re
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -68,35 +69,6 @@ def resolve_resume_file(work_dir):
             f'{work_dir!r} has no {osp.basename(stored)} of its own. Name the checkpoint to resume '
             'from with --resume PATH.')
     return stored, None
-
-
-def checkpoint_mismatch(model_state, checkpoint_state):
-    """``(shape_mismatches, missing, unexpected)`` between a model's and a checkpoint's tensors."""
-    shapes = []
-    for key, tensor in model_state.items():
-        if key in checkpoint_state and hasattr(checkpoint_state[key], 'shape'):
-            if tuple(checkpoint_state[key].shape) != tuple(tensor.shape):
-                shapes.append((key, tuple(checkpoint_state[key].shape), tuple(tensor.shape)))
-    missing = [k for k in model_state if k not in checkpoint_state]
-    unexpected = [k for k in checkpoint_state if k not in model_state]
-    return shapes, missing, unexpected
-
-
-def _listing(items, limit=5):
-    text = ', '.join(items[:limit])
-    return text + (f', ... ({len(items)} in all)' if len(items) > limit else '')
-
-
-def _describe_model(model):
-    backbone = getattr(model, 'backbone', None) or getattr(model, 'model', None)
-    what = type(model).__name__
-    if backbone is not None:
-        what += f' with {type(backbone).__name__}'
-        dims = getattr(backbone, 'embed_dims', None)
-        layers = getattr(backbone, 'num_layers', None)
-        if dims is not None:
-            what += f' (embed_dims={dims}' + (f', {layers} layers)' if layers else ')')
-    return what
 
 
 @HOOKS.register_module()
@@ -167,42 +139,17 @@ class CheckpointGuardHook(Hook):
                       f'{runner.work_dir}: ' + '; '.join(changed), logger='current', level=30)
 
     def _check_state_dict(self, runner, checkpoint):
-        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise TypeError(f'checkpoint {self._name(runner)} holds a {type(state).__name__}, '
-                            'not a state dict')
-        # The runner strips DDP's 'module.' prefix when it loads; compare the same names.
-        state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-        model = unwrap_model(runner.model)
-        shapes, missing, unexpected = checkpoint_mismatch(model.state_dict(), state)
+        # One check for every path that loads weights (robustvit_mm.apis.checkpoint); imported
+        # here because apis/ imports the engine.
+        from ..apis.checkpoint import check_state_dict, state_dict_of
         name = self._name(runner)
-        problems = []
-        if shapes:
-            problems.append(f'{len(shapes)} tensor(s) differ in shape: ' + _listing(
-                [f'{k} is {tuple(c)} in the file but {tuple(m)} in the model' for k, c, m in shapes]))
-        if missing and (not self.allow_missing or len(missing) == len(model.state_dict())):
-            problems.append(f'{len(missing)} model tensor(s) are not in the file: ' + _listing(missing))
-        if unexpected and not self.allow_unexpected:
-            problems.append(f'{len(unexpected)} tensor(s) of the file are not in the model: '
-                            + _listing(unexpected))
-        if problems:
-            if unexpected and self.allow_unexpected:
-                problems.append(f'{len(unexpected)} tensor(s) of the file are not in the model: '
-                                + _listing(unexpected))
-            raise ValueError(
-                f'Checkpoint {name} does not fit the model {_describe_model(model)}: '
-                + '; '.join(problems) + '. Was it saved for another architecture or size? Use the '
-                'config of the model it was trained with (for timm weights, convert them with '
-                'tools/convert_timm_weights.py for this config). Nothing was loaded.')
-        for label, keys in (('model tensors are not in the file (they keep their initial values)',
-                             missing), ('tensors of the file are not in the model', unexpected)):
-            if keys:
-                print_log(f'CheckpointGuardHook: {name}: {len(keys)} {label}: {_listing(keys)}',
-                          logger='current', level=30)
+        check_state_dict(unwrap_model(runner.model), state_dict_of(checkpoint, f'checkpoint {name}'),
+                         name, allow_missing=self.allow_missing,
+                         allow_unexpected=self.allow_unexpected)
 
     def _name(self, runner):
         source = self._source or getattr(runner, '_load_from', None)
         return repr(source) if source else '(file not known)'
 
 
-__all__ = ['CheckpointGuardHook', 'resolve_resume_file', 'checkpoint_mismatch']
+__all__ = ['CheckpointGuardHook', 'resolve_resume_file']

@@ -1,6 +1,6 @@
 # Shared base of the robustness evaluation configs (configs/robustness/*.py): the PAPER protocol.
 #
-# Two protocols (docs/evaluation.md; reference.md §6 and FLAG-15), chosen by the dataset's
+# Two protocols (docs/evaluation.md; docs/faithfulness.md#evaluation-protocols), chosen by the dataset's
 # `protocol` argument, which the metrics read from the dataset metainfo and put in the key prefix
 # (`imagenet-a_paper/top1`, `imagenet-a_standard/top1`):
 #   paper    (default): 1000-way argmax everywhere; ObjectNet scored against its FIRST mapped class,
@@ -21,8 +21,16 @@
 # Data location: each set config names its folder under data/; point elsewhere with
 #   --cfg-options test_dataloader.dataset.data_root=/path/to/set
 #
-# stack.md pitfall: on a CPU machine with num_workers=0 also set persistent_workers=False and
-# pin_memory=False.
+# On a CPU machine with num_workers=0 also set persistent_workers=False and pin_memory=False (the
+# stock tools force both on).
+
+# mmpretrain's default runtime plus the checkpoint check: a checkpoint whose tensors do not fit the
+# model (an unconverted timm file, another architecture) is an error naming the tensors and the fix,
+# not the accuracy of a randomly initialised model (mmengine only warns). `allow_unexpected=False`:
+# for evaluation every tensor of the file must be used as well.
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+default_hooks = dict(
+    checkpoint_guard=dict(type='CheckpointGuardHook', allow_unexpected=False))
 
 custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
 
@@ -33,10 +41,10 @@ paper_std = [127.5, 127.5, 127.5]
 imagenet_mean = [123.675, 116.28, 103.53]
 imagenet_std = [58.395, 57.12, 57.375]
 
-# Images are loaded BGR; to_rgb feeds the model RGB as the reference's PIL pipeline did.
+# Images are loaded BGR; to_rgb feeds the model RGB as the released code's PIL pipeline did.
 data_preprocessor = dict(num_classes=1000, mean=paper_mean, std=paper_std, to_rgb=True)
 
-# The reference: PIL RGB -> Resize(256) (shorter side, bilinear) -> CenterCrop(224).
+# The released code: PIL RGB -> Resize(256) (shorter side, bilinear) -> CenterCrop(224).
 test_pipeline = [
     dict(type='LoadCheckedImage', imdecode_backend='pillow'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bilinear'),
