@@ -338,6 +338,44 @@ def test_stock_test_py_refuses_a_checkpoint_of_another_architecture(tmp_path):
     assert 'accuracy/top1' not in out  # no numbers of a randomly initialised model
 
 
+@pytest.mark.slow
+def test_train_and_val_class_splits_that_differ_are_refused_by_the_stock_train_py(tmp_path):
+    """Another split_seed on the val side only used to validate on training classes, silently."""
+    tree = make_tree(tmp_path / 'data')
+    pretrained = tmp_path / 'pretrained.pth'
+    config = write_config(tmp_path / 'tiny.py', tree, pretrained,
+                          extra="val_dataloader['dataset']['split_seed'] = 1\n")
+    save_pretrained(config, pretrained)
+    out = run('train.py', config, '--work-dir', str(tmp_path / 'work'), expect_ok=False)
+    assert re.search(r'ValueError: train_dataloader and val_dataloader split the ImageNet-S classes '
+                     r"differently: train_dataloader\.dataset has num_classes=6, split_seed=0, "
+                     r"class_order='shuffled'.*val_dataloader\.dataset has num_classes=6, "
+                     r'split_seed=1', out), out[-3000:]
+    assert 'Epoch(train)' not in out
+
+
+@pytest.mark.slow
+def test_num_classes_smaller_than_the_labels_is_refused_before_the_first_step(tmp_path):
+    """A 500-way head with ImageNet-1k labels crashed in GAERelevanceHook with "index 532 is out of
+    bounds"; now the stock train.py stops before the first step, naming labels and num_classes."""
+    tree = make_tree(tmp_path / 'data')
+    pretrained = tmp_path / 'pretrained.pth'
+    config = write_config(tmp_path / 'tiny.py', tree, pretrained,
+                          extra='model = dict(head=dict(num_classes=500))\n')
+    save_pretrained(config, pretrained)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    dataset = DATASETS.build(Config.fromfile(config).train_dataloader.dataset)
+    labels = [dataset.get_data_info(i)['gt_label'] for i in range(len(dataset))]
+    too_big = [label for label in labels if label >= 500]
+    assert too_big and min(labels) < 500
+    out = run('train.py', config, '--work-dir', str(tmp_path / 'work'), expect_ok=False)
+    assert re.search(rf"ValueError: train_dataloader: {len(too_big)} of {len(labels)} samples of "
+                     r"ImageNetSMaskDataset have labels outside the model's num_classes=500 "
+                     rf'\(labels must be < 500\), e\.g\. {too_big[0]} \(', out), out[-3000:]
+    assert 'out of bounds' not in out and 'Epoch(train)' not in out
+
+
 # ------------------------------------------------------------------------------------ shifted sets
 def test_objectnet_root_without_its_mappings_folder(tmp_path):
     root = tmp_path / 'objectnet-1.0'

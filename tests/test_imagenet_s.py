@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import types
 
@@ -185,6 +186,21 @@ def test_split_is_sorted_and_independent_of_creation_order(tmp_path):
     assert set(other.split_wnids['train']) != set(da.split_wnids['train'])
 
 
+def test_paper_literal_sorted_order_and_no_system_random_seed(tmp_path):
+    tree = make_imagenet_s_tree(tmp_path, num_classes=6, per_class=2, size=(10, 10))
+    ordered = sorted(tree['wnids'])
+    train = _ds(tree, split='train', num_classes=4, num_samples=1, class_order='sorted')
+    val = _ds(tree, split='val', num_classes=4, class_order='sorted', split_seed=None)
+    assert train.split_wnids == val.split_wnids == dict(train=ordered[:4], val=ordered[4:])
+    assert [osp.basename(osp.dirname(d['mask_path'])) for d in val] == ordered[4:]
+    for seed in (None, '0', 1.5, True):
+        with pytest.raises(ValueError, match=re.escape(f'split_seed={seed!r}') + '.*int seed.*'
+                           "system randomness.*class_order='sorted'"):
+            _ds(tree, split='train', num_classes=4, split_seed=seed)
+    with pytest.raises(ValueError, match="class_order='first'"):
+        _ds(tree, split='train', num_classes=4, class_order='first')
+
+
 def test_merged_wnids_strays_and_other_files_are_skipped(tmp_path):
     keep = list(imagenet_wnids()[:4])
     merged = ['n04356056', 'n02808440']  # sunglasses, bathtub: both in MERGED_TAGS
@@ -310,6 +326,26 @@ def test_save_class_split_hook(tmp_path):
     assert record['datasets']['val_dataloader']['split'] == 'val'
     assert record['datasets']['val_dataloader']['num_images'] == 2
 
+    # Another split on one side only (here the seed) is refused before anything is written, naming
+    # both loaders' settings and the training classes validation would use.
+    work4 = tmp_path / 'work4'
+    work4.mkdir()
+    other_val = _ds(tree, split='val', num_classes=3, num_samples=2, split_seed=5)
+    shared = set(train.split_wnids['train']) & set(other_val.split_wnids['val'])
+    assert shared  # 5 classes, 3 train: seeds 4 and 5 overlap
+    with pytest.raises(ValueError, match=(
+            r'train_dataloader and val_dataloader split the ImageNet-S classes differently: '
+            r"train_dataloader\.dataset has num_classes=3, split_seed=4, class_order='shuffled'.*"
+            r"val_dataloader\.dataset has num_classes=3, split_seed=5, class_order='shuffled'.*"
+            rf'{len(shared)} of the validation classes are training classes')):
+        HOOKS.build(dict(type='SaveClassSplitHook')).before_train(
+            _runner(work4, train=train, val=other_val))
+    assert not os.listdir(work4)
+    fewer = _ds(tree, split='val', num_classes=2, num_samples=2, split_seed=4)
+    with pytest.raises(ValueError, match='num_classes=3, split_seed=4.*num_classes=2, split_seed=4'):
+        HOOKS.build(dict(type='SaveClassSplitHook')).before_train(
+            _runner(work4, train=train, val=fewer))
+
     # test-only run: written before_test
     work2 = tmp_path / 'work2'
     work2.mkdir()
@@ -330,7 +366,11 @@ def test_base_config_parses_and_builds_on_the_mini_tree(tmp_path):
     assert cfg.data_preprocessor.mean == [127.5] * 3 and cfg.data_preprocessor.to_rgb
     assert cfg.train_dataloader.batch_size == 8 and cfg.val_dataloader.batch_size == 10
     assert cfg.train_dataloader.dataset.data_prefix.mask_path == 'ImageNetS919/train-semi-segmentation'
-    assert dict(type='SaveClassSplitHook') in cfg.custom_hooks
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        assert (loader.dataset.split_seed, loader.dataset.class_order) == (0, 'shuffled')
+        assert loader.persistent_workers is False  # num_workers=0 must work with the stock tools
+    runtime = Config.fromfile(osp.join(REPO, 'configs/_base_/robustvit_runtime.py'))
+    assert runtime.default_hooks.class_split == dict(type='SaveClassSplitHook')
 
     tree = make_imagenet_s_tree(tmp_path, num_classes=4, per_class=3)
     for loader, n in (('train_dataloader', 6), ('val_dataloader', 2)):

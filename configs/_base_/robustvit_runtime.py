@@ -24,6 +24,12 @@ default_hooks = dict(
     # A checkpoint of another architecture is an error (mmengine only warns); --resume uses the
     # work dir's own files (last_checkpoint stores an absolute path) and refuses an empty work dir.
     checkpoint_guard=dict(type='CheckpointGuardHook'),
+    # Writes the ImageNet-S class split to the work dir; refuses train/val datasets whose class
+    # splits differ (validation on training classes). Does nothing for other datasets.
+    class_split=dict(type='SaveClassSplitHook'),
+    # A label >= the model's num_classes is an error naming the dataset and the option, before the
+    # first step (not an "index out of bounds" inside it).
+    label_range=dict(type='LabelRangeHook'),
 )
 
 # Validation/test results are logged exactly as computed (mmengine's own processor averages every

@@ -9,7 +9,10 @@ Differences from the authors' ``segmentation_dataset.py`` (docs/faithfulness.md#
 
 - class folders and mask files are SORTED, never taken in ``os.listdir`` order;
 - the class list is then shuffled with ``random.Random(split_seed)``; every seed (0 included) is a
-  real seed (the authors' code skipped the shuffle for seed 0 and shuffled an unsorted list);
+  real seed (the authors' code skipped the shuffle for seed 0 and shuffled an unsorted list), and
+  ``split_seed=None`` (system randomness, a different split every run) is refused;
+- ``class_order='sorted'`` gives the paper's literal reading instead: the first ``num_classes``
+  classes in sorted order, no shuffle;
 - stray files at the top level are skipped instead of crashing the listing.
 
 Faithful parts: the 10 wnids that ImageNet-S919 merged are dropped (914 classes remain), train = the
@@ -40,6 +43,7 @@ MERGED_TAGS = frozenset({
 
 MASK_EXTENSION = '.png'
 SPLITS = ('train', 'val', 'all')
+CLASS_ORDERS = ('shuffled', 'sorted')
 LABEL_MODES = ('imagenet1k', 'sorted_folders')
 
 
@@ -56,7 +60,12 @@ class ImageNetSMaskDataset(BaseDataset):
             mask; ``num_classes``/``num_samples``/``split_seed`` are then unused).
         num_classes (int): Number of training classes. Default 500 (the paper).
         num_samples (int): Masks per training class (the first ones in sorted file order). Default 3.
-        split_seed (int): Seed of ``random.Random`` that shuffles the sorted class list.
+        split_seed (int): Seed of ``random.Random`` that shuffles the sorted class list. ``None``
+            (system randomness) is refused: the split must be reproducible.
+        class_order (str): ``'shuffled'`` (default): the sorted class list shuffled with
+            ``split_seed``, then the first ``num_classes`` train; ``'sorted'``: the paper's literal
+            "first 500 classes", i.e. the first ``num_classes`` in sorted order (``split_seed``
+            unused).
         labels (str): ``'imagenet1k'``: ``gt_label`` is the ImageNet-1k index of the wnid folder, and
             ``metainfo['classes']`` are the 1000 ImageNet-1k wnids; ``'sorted_folders'``: ``gt_label``
             is the index of the folder among the sorted class folders (merged wnids dropped), and
@@ -67,7 +76,9 @@ class ImageNetSMaskDataset(BaseDataset):
 
     Every data item has ``img_path``, ``mask_path`` and ``gt_label`` (int). ``split_wnids`` is
     ``dict(train=[...], val=[...])`` (``dict(all=[...])`` for ``split='all'``), the class folders of
-    the split definition, whichever of its halves this dataset serves.
+    the split definition, whichever of its halves this dataset serves. The train and val datasets of
+    one run must share one split definition; ``SaveClassSplitHook`` (a default hook of the runtime
+    base) refuses to train when they do not.
 
     Class folders are the directories of the mask root (hidden ones, starting with '.', and
     non-directory entries are skipped); masks are the ``*.png`` files in a class folder (other files
@@ -83,7 +94,8 @@ class ImageNetSMaskDataset(BaseDataset):
                  split: str = 'train',
                  num_classes: int = 500,
                  num_samples: int = 3,
-                 split_seed: int = 0,
+                 split_seed: Optional[int] = 0,
+                 class_order: str = 'shuffled',
                  labels: str = 'imagenet1k',
                  pipeline: Sequence = (),
                  ann_file: str = '',
@@ -101,6 +113,15 @@ class ImageNetSMaskDataset(BaseDataset):
         missing = {'img_path', 'mask_path'} - set(data_prefix)
         if missing:
             raise ValueError(f'ImageNetSMaskDataset: data_prefix {data_prefix} lacks {sorted(missing)}')
+        if class_order not in CLASS_ORDERS:
+            raise ValueError(f'ImageNetSMaskDataset: class_order={class_order!r}, expected one of '
+                             f'{CLASS_ORDERS}')
+        if split != 'all' and class_order == 'shuffled' and (
+                not isinstance(split_seed, int) or isinstance(split_seed, bool)):
+            raise ValueError(
+                f'ImageNetSMaskDataset: split_seed={split_seed!r}; the class split needs an int seed '
+                '(None would shuffle with system randomness: another split every run, and train and '
+                "val would disagree), or class_order='sorted' for the first num_classes sorted classes")
         if split != 'all':
             if not isinstance(num_classes, int) or num_classes < 1:
                 raise ValueError(f'ImageNetSMaskDataset: num_classes={num_classes!r} must be an int >= 1')
@@ -110,6 +131,7 @@ class ImageNetSMaskDataset(BaseDataset):
         self.num_classes = num_classes
         self.num_samples = num_samples
         self.split_seed = split_seed
+        self.class_order = class_order
         self.labels = labels
         self._scan_cache = None
 
@@ -182,9 +204,10 @@ class ImageNetSMaskDataset(BaseDataset):
                 f'ImageNetSMaskDataset: num_classes={self.num_classes} training classes requested but '
                 f'{self.mask_root!r} has {len(classes)} class folders (after dropping merged wnids)'
                 + ('; no class would be left for split="val"' if self.split == 'val' else ''))
-        shuffled = list(classes)
-        random.Random(self.split_seed).shuffle(shuffled)
-        return dict(train=shuffled[:self.num_classes], val=shuffled[self.num_classes:])
+        ordered = list(classes)
+        if self.class_order == 'shuffled':
+            random.Random(self.split_seed).shuffle(ordered)
+        return dict(train=ordered[:self.num_classes], val=ordered[self.num_classes:])
 
     @property
     def split_wnids(self) -> Dict[str, List[str]]:
@@ -253,7 +276,7 @@ class ImageNetSMaskDataset(BaseDataset):
             f'Split: \t{self.split}',
             f'Mask root: \t{self.mask_root}',
             f'Image root: \t{self.img_root}',
-            f'num_classes / num_samples / split_seed: \t'
-            f'{self.num_classes} / {self.num_samples} / {self.split_seed}',
+            f'num_classes / num_samples / split_seed / class_order: \t'
+            f'{self.num_classes} / {self.num_samples} / {self.split_seed} / {self.class_order}',
             f'Labels: \t{self.labels}',
         ]

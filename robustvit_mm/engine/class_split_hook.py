@@ -38,7 +38,37 @@ def _describe(ds: ImageNetSMaskDataset) -> Dict:
     return dict(
         split=ds.split, mask_root=ds.mask_root, img_root=ds.img_root, labels=ds.labels,
         num_classes=ds.num_classes, num_samples=ds.num_samples, split_seed=ds.split_seed,
-        num_images=len(ds))
+        class_order=ds.class_order, num_images=len(ds))
+
+
+def _settings(ds: ImageNetSMaskDataset) -> str:
+    return (f'num_classes={ds.num_classes}, split_seed={ds.split_seed}, '
+            f'class_order={ds.class_order!r}, mask root {ds.mask_root!r}')
+
+
+def check_one_class_split(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> None:
+    """Raise ``ValueError`` when the train/val ImageNet-S datasets of a run split the classes
+    differently (e.g. another ``split_seed`` or ``num_classes`` on one side only): validation would
+    then run on training classes and pick the best checkpoint on training images."""
+    halves = [(name, ds) for name, ds in named_datasets if ds.split in ('train', 'val')]
+    if len(halves) < 2:
+        return
+    first_name, first = halves[0]
+    for name, ds in halves[1:]:
+        if ds.split_wnids == first.split_wnids:
+            continue
+        train = next((d for d in (first, ds) if d.split == 'train'), None)
+        val = next((d for d in (first, ds) if d.split == 'val'), None)
+        shared = (set(train.split_wnids['train']) & set(val.split_wnids['val'])
+                  if train is not None and val is not None else set())
+        raise ValueError(
+            f'{first_name} and {name} split the ImageNet-S classes differently: {first_name}.dataset '
+            f'has {_settings(first)}; {name}.dataset has {_settings(ds)}. '
+            + (f'{len(shared)} of the validation classes are training classes (e.g. '
+               f'{sorted(shared)[:3]}), so validation and the best checkpoint would use training '
+               'images. ' if shared else '')
+            + 'Set num_classes, split_seed and class_order (and the mask root) identically in '
+            'train_dataloader.dataset and val_dataloader.dataset.')
 
 
 def class_split_record(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> Dict:
@@ -55,7 +85,7 @@ def class_split_record(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -
         record[f'num_{part}_classes'] = len(wnids)
     record.update(
         mask_root=first.mask_root, num_classes=first.num_classes, num_samples=first.num_samples,
-        split_seed=first.split_seed)
+        split_seed=first.split_seed, class_order=first.class_order)
     record.update(split)
     datasets = {}
     for name, ds in named_datasets:
@@ -76,6 +106,13 @@ class SaveClassSplitHook(Hook):
     at loops that are already built (it never builds a dataloader), finds ``ImageNetSMaskDataset``
     instances (through dataset wrappers) and does nothing when there are none. The file is written
     once per run by the main process.
+
+    Before that, the train and val datasets must share one class split (``check_one_class_split``):
+    otherwise a ``ValueError`` names both loaders' settings and training does not start.
+
+    The runtime base registers it in ``default_hooks`` (key ``class_split``), so a child config's
+    own ``custom_hooks`` cannot drop the check; when a config also lists it in ``custom_hooks``,
+    only the first instance of the runner acts.
 
     Args:
         filename (str): File name inside ``work_dir``.
@@ -101,6 +138,10 @@ class SaveClassSplitHook(Hook):
         if not named:
             return
         self._written = True
+        if any(isinstance(h, SaveClassSplitHook) for h in
+               getattr(runner, 'hooks', [])[:self._index(runner)]):
+            return  # another instance (default_hooks and custom_hooks) does the work
+        check_one_class_split(named)
         if not is_main_process():
             return
         record = class_split_record(named)
@@ -112,6 +153,10 @@ class SaveClassSplitHook(Hook):
             + ', '.join(f'{part}: {len(record[part])} classes' for part in ('train', 'val', 'all')
                         if part in record) + ')')
 
+    def _index(self, runner) -> int:
+        hooks = list(getattr(runner, 'hooks', []))
+        return next((i for i, h in enumerate(hooks) if h is self), 0)
+
     def before_train(self, runner) -> None:
         self._write(runner)
 
@@ -120,3 +165,7 @@ class SaveClassSplitHook(Hook):
 
     def before_test(self, runner) -> None:
         self._write(runner)
+
+
+__all__ = ['SaveClassSplitHook', 'check_one_class_split', 'class_split_record',
+           'find_imagenet_s_datasets']

@@ -6,7 +6,9 @@
 #   <data_root>/train/<wnid>/<name>.JPEG
 # Train = 500 classes x 3 masks (sorted files, classes sorted then shuffled with split_seed);
 # val = the 414 held-out classes x 1 mask. The class lists are written to
-# <work_dir>/imagenet_s_split.json by SaveClassSplitHook.
+# <work_dir>/imagenet_s_split.json by SaveClassSplitHook. Train and val must share num_classes,
+# split_seed and class_order ('shuffled'; 'sorted' = the paper's literal "first 500 classes"):
+# override both sides, or training refuses to start.
 #
 # Your own location: override `data_root` AND the dataloaders' `dataset.data_root` (a base-file
 # variable is substituted when this file is read), e.g.
@@ -87,6 +89,7 @@ train_dataloader = dict(
         num_classes=500,
         num_samples=3,
         split_seed=0,
+        class_order='shuffled',
         labels='imagenet1k',
         pipeline=train_pipeline,
     ),
@@ -106,6 +109,7 @@ val_dataloader = dict(
         num_classes=500,
         num_samples=3,
         split_seed=0,
+        class_order='shuffled',
         labels='imagenet1k',
         pipeline=val_pipeline,
     ),
@@ -116,5 +120,5 @@ test_dataloader = val_dataloader
 # val_evaluator = ...   (set by the method config)
 # test_evaluator = ...  (set by the method config)
 
-# A child config that sets its own `custom_hooks` replaces this list: keep SaveClassSplitHook in it.
-custom_hooks = [dict(type='SaveClassSplitHook')]
+# SaveClassSplitHook (the split file, and the check that train and val share one class split) is a
+# default hook of configs/_base_/robustvit_runtime.py.
