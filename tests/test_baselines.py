@@ -1,9 +1,11 @@
-"""GradMask / RRR baselines (reference.md §4) and the loss-ablation configs.
+"""GradMask / RRR baselines (paper App. D) and the loss-ablation configs.
 
-- the penalties equal a hand computation (a linear model, where the input gradient is a weight row)
-  and, on a tiny ViT, the same penalty computed from a plain forward of the model;
+- the penalties equal a hand computation (a linear model, where the input gradient is a weight row),
+  GradMask's paper norm and released mean of squares both, by value and by gradient, and, on a tiny
+  ViT, the same penalty computed from a plain forward of the model;
 - each penalty sends a non-zero gradient to the weights (double backward through the explicit
-  attention path), and none in ``reference_compat`` mode (the released, inert penalty, FLAG-1);
+  attention path), and none in ``reference_compat`` mode (the released, inert penalty,
+  docs/faithfulness.md#baseline-penalty);
 - val/test attach per-sample terms whose mean is the training value (the checkpoint-rule loss);
 - every config in configs/baselines differs from its parent in exactly the keys it claims;
 - every GradMask/RRR config trains for an epoch through the STOCK train.py on a generated
@@ -125,14 +127,23 @@ def test_gradmask_equals_hand_computation():
     m = mask.numpy()
     s_rev = np.where((m == 0) | (m == 1), 1 - m, m)  # the released three substitutions
     g = W[labels.numpy()]  # d z[b, y_b] / d x_b = W[y_b]
+    # The paper's penalty (default): each image's L2 norm over 3*H*W, averaged over the batch.
+    norms = np.sqrt(((g * s_rev) ** 2).reshape(2, -1).sum(1))
+    paper = GradMaskLoss(loss_weight=50.0)
+    assert paper.penalty == 'norm'
+    assert paper(model(x), x, labels, mask).item() == pytest.approx(50.0 * norms.mean(), rel=1e-10)
+    np.testing.assert_allclose(paper.per_sample(model(x), x, labels, mask).detach().numpy(),
+                               50.0 * norms, rtol=1e-10)
+
     expected = 0.8 * np.mean((g * s_rev) ** 2)  # mean over B*3*H*W, S~ broadcast over channels
-    loss = GradMaskLoss()
+    loss = GradMaskLoss(penalty='mean_square')
     value = loss(model(x), x, labels, mask)
     assert value.item() == pytest.approx(expected, rel=1e-10)
     assert value.requires_grad  # create_graph: the penalty is a function of the weights
     assert loss.per_sample(model(x), x, labels, mask).mean().item() == pytest.approx(expected,
                                                                                     rel=1e-10)
-    exact = GradMaskLoss(reverse_mask='exact', loss_weight=1.0)(model(x), x, labels, mask)
+    exact = GradMaskLoss(reverse_mask='exact', loss_weight=1.0, penalty='mean_square')(
+        model(x), x, labels, mask)
     assert exact.item() == pytest.approx(np.mean((g * (1 - m)) ** 2), rel=1e-10)
 
 
@@ -163,7 +174,7 @@ def test_penalty_gradient_to_the_weights_equals_hand_computation():
     # GradMask on a linear model: L = 0.8 * mean_{b,i} (W[y_b, i] S~_bi)^2, so
     # dL/dW[c, i] = 0.8 * 2 / N * W[c, i] * sum_{b: y_b = c} S~_bi^2.
     model, x, labels, mask = hand_case()
-    GradMaskLoss()(model(x), x, labels, mask).backward()
+    GradMaskLoss(penalty='mean_square')(model(x), x, labels, mask).backward()
     W = model.fc.weight.detach().numpy()
     s2 = np.broadcast_to(reverse_mask(mask).numpy() ** 2, (2, 3, 4, 4)).reshape(2, -1)
     expected = np.zeros_like(W)
@@ -171,9 +182,26 @@ def test_penalty_gradient_to_the_weights_equals_hand_computation():
         expected[c] += 0.8 * 2 / s2.size * W[c] * s2[b]
     np.testing.assert_allclose(model.fc.weight.grad.numpy(), expected, rtol=1e-10, atol=1e-15)
 
+    # The paper's norm: L = 0.8 / B * sum_b ||W[y_b] S~_b||, so
+    # dL/dW[c, i] = 0.8 / B * sum_{b: y_b = c} W[c, i] S~_bi^2 / ||W[c] S~_b||.
+    model.zero_grad()
+    GradMaskLoss(penalty='norm')(model(x), x, labels, mask).backward()
+    expected = np.zeros_like(W)
+    for b, c in enumerate(labels.tolist()):
+        expected[c] += 0.8 / 2 * W[c] * s2[b] / np.sqrt((W[c] ** 2 * s2[b]).sum())
+    np.testing.assert_allclose(model.fc.weight.grad.numpy(), expected, rtol=1e-10, atol=1e-15)
+
     model.zero_grad()
     compat = GradMaskLoss(reference_compat=True)(model(x), x, labels, mask)
     assert not compat.requires_grad and compat.grad_fn is None  # the released inert penalty
+
+
+def test_norm_penalty_of_an_all_foreground_batch_is_zero_with_zero_gradient():
+    model, x, labels, mask = hand_case()
+    loss = GradMaskLoss()(model(x), x, labels, torch.ones_like(mask))  # no background at all
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(model.fc.weight.grad).all()
+    assert model.fc.weight.grad.abs().sum() == 0
 
 
 def test_penalty_options_and_errors():
@@ -187,6 +215,9 @@ def test_penalty_options_and_errors():
         GradMaskLoss(reverse_mask='flip')
     with pytest.raises(ValueError, match='ignore_pixels'):
         RRRLoss(ignore_pixels='drop')
+    with pytest.raises(ValueError, match='penalty'):
+        GradMaskLoss(penalty='l1')
+    assert RRRLoss().penalty == 'sum_square' and GradMaskLoss().penalty == 'norm'
     with pytest.raises(ValueError, match='foreground mask'):
         GradMaskLoss()(model(x), x, labels, mask[:, :, :2])
     x_plain = x.detach()
@@ -215,8 +246,10 @@ def test_classifier_penalty_matches_a_plain_forward_of_the_model(penalty):
     else:
         score = torch.log(F.softmax(logits, 1) + 1e-11).sum()
     (g,) = torch.autograd.grad(score, x)
-    weighted = (g * reverse_mask(mask_tensor(data))).square()
-    expected = 0.8 * (weighted.mean() if penalty == 'GradMaskLoss' else weighted.sum())
+    masked = (g * reverse_mask(mask_tensor(data))).flatten(1)
+    # GradMask: the paper's per-image norm (default); RRR: the sum of squares.
+    expected = 0.8 * (masked.norm(dim=1).mean() if penalty == 'GradMaskLoss'
+                      else masked.square().sum())
     assert losses[LOSS_NAME[penalty]].item() == pytest.approx(expected.item(), rel=1e-4)
     assert losses['loss_cls'].item() == pytest.approx(
         0.2 * F.cross_entropy(logits, labels).item(), rel=1e-5)  # GT-label CE
@@ -302,6 +335,18 @@ def test_non_vit_backbones_train_too():
 def test_classifier_errors_name_the_problem():
     with pytest.raises(TypeError, match='saliency_loss'):
         build_classifier('RelevanceFinetuneLoss')
+    # The relevance-guided keys are accepted (a baseline config is a delta on a RobustViT one),
+    # but a value that would mean something for RobustViT only is refused, naming the key.
+    backbone = dict(type='VisionTransformer', arch='deit-tiny', img_size=SIZE, patch_size=PATCH)
+    head = dict(type='ConfidenceBoostingHead', num_classes=CLASSES, in_channels=192, target='gt')
+    for key, value in (('relevance_loss', dict(type='RelevanceFinetuneLoss')),
+                       ('relevance_target', 'pred'), ('create_graph', True)):
+        with pytest.raises(ValueError, match=key):
+            MODELS.build(dict(type='InputGradientGuidedClassifier', backbone=backbone, head=head,
+                              **{key: value}))
+    model = MODELS.build(dict(type='InputGradientGuidedClassifier', backbone=backbone, head=head,
+                              relevance_loss=None, relevance_target='gt', create_graph=False))
+    assert type(model.saliency_loss).__name__ == 'GradMaskLoss'
     with pytest.raises(ValueError, match='Mixup/CutMix'):
         MODELS.build(dict(
             type='InputGradientGuidedClassifier', train_cfg=dict(augments=[dict(type='Mixup',
@@ -351,26 +396,34 @@ def baseline(name):
     return osp.join(BASELINES, name)
 
 
-ABLATIONS = {
-    'vit-base-p16_robustvit-gt-ce_imagenet-s.py': {'model.head.target'},
-    'vit-base-p16_robustvit-no-bg_imagenet-s.py': {'model.relevance_loss.background_weight'},
-    'vit-base-p16_robustvit-no-fg_imagenet-s.py': {'model.relevance_loss.foreground_weight'},
-    'vit-base-p16_robustvit-no-cls_imagenet-s.py': {'model.head.loss_weight'},
-    'vit-base-p16_robustvit-create-graph_imagenet-s.py': {'model.create_graph'},
+ABLATION_CHANGES = {
+    'gt-ce': {'model.head.target'},
+    'no-bg': {'model.relevance_loss.background_weight'},
+    'no-fg': {'model.relevance_loss.foreground_weight'},
+    'no-cls': {'model.head.loss_weight'},
+    'create-graph': {'model.create_graph'},
 }
+ABLATION_MODELS = ('vit-base-p16', 'deit-base-p16')  # the paper's Table 4 / 12
+ABLATIONS = {f'{m}_robustvit-{a}_imagenet-s.py': (m, changes)
+             for m in ABLATION_MODELS for a, changes in ABLATION_CHANGES.items()}
 MM_MODELS = ('vit-base-p16', 'vit-large-p16', 'deit-small-p16', 'deit-base-p16')
 TIMM_MODELS = ('augreg-vit-small-p16', 'augreg-vit-base-p16', 'augreg-vit-large-p16')
 MODELS_ = MM_MODELS + TIMM_MODELS
-SALIENCY = {f'model.saliency_loss.{k}' for k in
-            ('type', 'loss_weight', 'reference_compat', 'reverse_mask', 'ignore_pixels')}
-# GradMask vs RobustViT: the classifier and its losses, val batch 5 and the strict '<' rule.
-MM_GRADMASK = SALIENCY | {
-    'model.type', 'model.head.target', 'model.relevance_target', 'model.create_graph',
-    'model.relevance_loss.type', 'model.relevance_loss.loss_weight',
-    'model.relevance_loss.background_weight', 'model.relevance_loss.foreground_weight',
-    'model.relevance_loss.reverse_mask', 'model.relevance_loss.ignore_pixels',
+UNPUBLISHED = ('vit-large-p16', 'augreg-vit-large-p16')  # no baseline values in the paper
+KINDS = ('gradmask', 'rrr')
+VARIANTS = ('', '-released', '-compat')
+# GradMask (released values) vs RobustViT: the classifier, the losses, val batch 5, the '<' rule.
+RELEASED_GRADMASK = {
+    'model.type', 'model.relevance_loss', 'model.relevance_loss.type',
+    'model.relevance_loss.loss_weight', 'model.relevance_loss.background_weight',
+    'model.relevance_loss.foreground_weight', 'model.relevance_loss.reverse_mask',
+    'model.relevance_loss.ignore_pixels', 'model.saliency_loss.type',
+    'model.saliency_loss.loss_weight', 'model.saliency_loss.penalty',
     'val_dataloader.batch_size', 'default_hooks.checkpoint.rule'}
-TIMM_GRADMASK = (MM_GRADMASK - {'model.head.target'}) | {'model.loss.target'}
+
+
+def ce_key(model_name):
+    return 'model.loss' if model_name in TIMM_MODELS else 'model.head'
 
 
 def slow_unless(condition):
@@ -379,15 +432,16 @@ def slow_unless(condition):
 
 def test_every_config_in_the_folder_is_covered():
     names = {osp.basename(p) for p in glob.glob(osp.join(BASELINES, '*.py'))}
-    expected = set(ABLATIONS) | {f'{m}_{kind}_imagenet-s.py' for m in MODELS_
-                                 for kind in ('gradmask', 'rrr', 'gradmask-compat', 'rrr-compat')}
+    expected = set(ABLATIONS) | {f'{m}_{kind}{variant}_imagenet-s.py' for m in MODELS_
+                                 for kind in KINDS for variant in VARIANTS}
     assert names == expected
 
 
 @pytest.mark.parametrize('name', sorted(ABLATIONS))
 def test_ablation_configs_change_only_what_they_claim(name):
-    assert config_diff(baseline(name), robustvit('vit-base-p16_robustvit_imagenet-s.py')) == \
-        ABLATIONS[name]
+    model_name, changes = ABLATIONS[name]
+    assert config_diff(baseline(name), robustvit(f'{model_name}_robustvit_imagenet-s.py')) == \
+        changes
     cfg = load(baseline(name))
     model = MODELS.build(dict(cfg.model, backbone=dict(
         cfg.model.backbone, arch='deit-tiny', img_size=SIZE, patch_size=PATCH),
@@ -396,29 +450,43 @@ def test_ablation_configs_change_only_what_they_claim(name):
 
 
 @pytest.mark.parametrize('model_name', [
-    pytest.param(m, marks=slow_unless(m in ('vit-base-p16', 'augreg-vit-base-p16')))
+    pytest.param(m, marks=slow_unless(m in ('vit-base-p16', 'augreg-vit-large-p16')))
     for m in MODELS_])
 def test_baseline_configs_change_only_what_they_claim(model_name):
+    """Each config is a short delta: released GradMask = the RobustViT config with the classifier
+    and losses switched; RRR = GradMask with RRR's score and reduction; the default = the released
+    variant with the paper's Tables 6-7 values; -compat = the default, inert and unshuffled."""
     parent = robustvit(f'{model_name}_robustvit_imagenet-s.py')
-    gradmask = baseline(f'{model_name}_gradmask_imagenet-s.py')
-    rrr = baseline(f'{model_name}_rrr_imagenet-s.py')
-    claimed = TIMM_GRADMASK if model_name in TIMM_MODELS else MM_GRADMASK
-    assert config_diff(gradmask, parent) == claimed
-    assert config_diff(rrr, gradmask) == {'model.saliency_loss.type'}
-    for kind in ('gradmask', 'rrr'):
+    ce = ce_key(model_name)
+    released = {kind: baseline(f'{model_name}_{kind}-released_imagenet-s.py') for kind in KINDS}
+    assert config_diff(released['gradmask'], parent) == RELEASED_GRADMASK | {f'{ce}.target'}
+    assert config_diff(released['rrr'], released['gradmask']) == {
+        'model.saliency_loss.type', 'model.saliency_loss.penalty'}
+    paper_values = {f'{ce}.loss_weight', 'model.saliency_loss.loss_weight',
+                    'optim_wrapper.optimizer.lr'}
+    for kind in KINDS:
+        default = baseline(f'{model_name}_{kind}_imagenet-s.py')
+        if model_name in UNPUBLISHED:  # released values; GradMask with the paper's norm
+            claimed = {'model.saliency_loss.penalty'} if kind == 'gradmask' else set()
+        else:
+            claimed = paper_values | ({'model.saliency_loss.penalty'} if kind == 'gradmask'
+                                      else set())
+        assert config_diff(default, released[kind]) == claimed, kind
         compat = baseline(f'{model_name}_{kind}-compat_imagenet-s.py')
-        assert config_diff(compat, baseline(f'{model_name}_{kind}_imagenet-s.py')) == {
-            'model.saliency_loss.reference_compat', 'train_dataloader.sampler.shuffle'}
+        # The released GradMask computed the mean of squares (it only reaches the val loss there).
+        assert config_diff(compat, default) == {
+            'model.saliency_loss.reference_compat', 'train_dataloader.sampler.shuffle'} | (
+            {'model.saliency_loss.penalty'} if kind == 'gradmask' else set())
         assert load(compat).model.saliency_loss.reference_compat is True
 
-    cfg = load(gradmask)
+    cfg = load(released['gradmask'])
     assert cfg.model.saliency_loss.loss_weight == 0.8
     assert cfg.val_dataloader.batch_size == 5 and cfg.train_dataloader.batch_size == 8
     assert cfg.default_hooks.checkpoint.rule == 'less'
     assert cfg.train_dataloader.sampler.shuffle is True
     assert cfg.optim_wrapper.optimizer.lr == load(parent).optim_wrapper.optimizer.lr
-    ce = cfg.model.get('head', cfg.model.get('loss'))
-    assert ce.target == 'gt' and ce.loss_weight == 0.2
+    ce_cfg = cfg.model.get('head', cfg.model.get('loss'))
+    assert ce_cfg.target == 'gt' and ce_cfg.loss_weight == 0.2
 
 
 # ------------------------------------------------------------------------------ stock train.py
@@ -452,8 +520,8 @@ def write_tiny_config(directory, config, tree, checkpoint):
     return path
 
 
-TRAIN_CONFIGS = [f'{m}_{kind}_imagenet-s.py' for m in MODELS_
-                 for kind in ('gradmask', 'rrr', 'gradmask-compat', 'rrr-compat')]
+TRAIN_CONFIGS = [f'{m}_{kind}{variant}_imagenet-s.py' for m in MODELS_ for kind in KINDS
+                 for variant in VARIANTS]
 
 # Runs the unmodified stock script once per config, in ONE child process (a fresh interpreter per
 # config would cost ~20 s of imports each on the 2-core CI machine), the way tools/train.py runs it.

@@ -464,7 +464,7 @@ def test_tokencut_config_has_the_reference_tokencut_defaults(repo_root):
 
     # A base config that does not load fails this test (it is what the variant builds on).
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'robustvit',
-                                   'vit-base-p16_robustvit-tokencut_imagenet.py'))
+                                   'vit-base-p16_robustvit-tokencut-released_imagenet.py'))
     loss = cfg.model.relevance_loss
     assert (loss.loss_weight, loss.background_weight, loss.foreground_weight) == (0.1, 1.0, 0.3)
     assert cfg.model.head.loss_weight == 1.0

@@ -1,7 +1,5 @@
-# The released `imagenet_finetune_rrr.py` behaviour for DeiT-B/16, for comparison with published
-# numbers: the input-gradient penalty is computed without create_graph, so it is logged and enters
-# the validation loss (checkpoint choice) but never reaches the weights (FLAG-1): the model is
-# trained by the GT cross-entropy alone, on the unshuffled, class-ordered training loader (FLAG-24).
+# RRR for DeiT-B/16 as the released code ran it: inert penalty, unshuffled loader
+# (configs/baselines/README.md#compat).
 _base_ = './deit-base-p16_rrr_imagenet-s.py'
 
 model = dict(saliency_loss=dict(reference_compat=True))

@@ -1,8 +1,6 @@
-# The released `imagenet_finetune_gradmask.py` behaviour for ViT-L/16, for comparison with published
-# numbers: the input-gradient penalty is computed without create_graph, so it is logged and enters
-# the validation loss (checkpoint choice) but never reaches the weights (FLAG-1): the model is
-# trained by the GT cross-entropy alone, on the unshuffled, class-ordered training loader (FLAG-24).
+# GradMask for ViT-L/16 as the released code ran it: inert penalty, unshuffled loader
+# (configs/baselines/README.md#compat).
 _base_ = './vit-large-p16_gradmask_imagenet-s.py'
 
-model = dict(saliency_loss=dict(reference_compat=True))
+model = dict(saliency_loss=dict(reference_compat=True, penalty='mean_square'))
 train_dataloader = dict(sampler=dict(shuffle=False))

@@ -1,5 +1,6 @@
 # RobustViT fine-tuning of DeiT-B/16 (non-distilled), lr 8e-7, temperature 0.65.
-# Normalisation: mean = std = 0.5 as the paper's code (FLAG-6); see the native-norm variant.
+# Normalisation: mean = std = 0.5 as the released code (docs/faithfulness.md#normalisation); see the
+# native-norm variant.
 _base_ = './vit-base-p16_robustvit_imagenet-s.py'
 
 load_from = 'checkpoints/deit-base-p16_in1k.pth'

@@ -1,5 +1,6 @@
 # RobustViT fine-tuning of DeiT-S/16 (non-distilled), lr 1e-6, temperature 0.55.
-# Normalisation: mean = std = 0.5, as the paper's released code did for every model (FLAG-6);
+# Normalisation: mean = std = 0.5, as the released code did for every model
+# (docs/faithfulness.md#normalisation);
 # `deit-small-p16_robustvit-native-norm_imagenet-s.py` uses DeiT's own ImageNet mean/std.
 _base_ = './vit-base-p16_robustvit_imagenet-s.py'
 

@@ -12,8 +12,8 @@ load_from = 'checkpoints/vit-base-p16_in1k.pth'
 
 model = dict(
     type='RelevanceGuidedClassifier',
-    # The reference model has no dropout, attention dropout or drop-path (FLAG-4): one forward
-    # then computes exactly what its two forwards did.
+    # No dropout, attention dropout or drop-path, as released (docs/faithfulness.md#drop-path): one
+    # forward then computes exactly what the released two forwards did.
     backbone=dict(drop_rate=0.0, drop_path_rate=0.0, init_cfg=None),
     head=dict(
         _delete_=True,
@@ -24,16 +24,19 @@ model = dict(
         loss_weight=0.2,      # lambda_acc
         target='own_argmax',  # the paper's confidence boosting; 'gt' is the ablation
     ),
+    # The paper's loss weights (eq. 6-7, Table 5), written once: every RobustViT, TokenCut and
+    # released-baseline config inherits or references them.
     relevance_loss=dict(
         type='RelevanceFinetuneLoss',
         loss_weight=0.8,          # lambda_seg
         background_weight=2.0,    # lambda_bg
         foreground_weight=0.3,    # lambda_fg
-        reverse_mask='reference',  # 'exact' for S~ = 1 - S on fractional mask pixels (FLAG-5)
-        ignore_pixels='background',  # 'exclude' keeps ImageNet-S ignore pixels out (FLAG-8)
+        reverse_mask='reference',  # 'exact': S~ = 1 - S; docs/faithfulness.md#reverse-mask
+        ignore_pixels='background',  # 'exclude'; docs/faithfulness.md#ignore-pixels
     ),
     relevance_target='gt',
-    create_graph=False,  # the GAE gradient factor is a constant, as in the paper (FLAG-2)
+    # The GAE gradient factor is a constant (docs/faithfulness.md#gradient-constant).
+    create_graph=False,
 )
 
 optim_wrapper = dict(optimizer=dict(lr=3e-6))

@@ -1,18 +1,19 @@
-"""Saliency-guided baselines of the paper, GradMask and RRR (reference.md §4), with a live penalty.
+"""Saliency-guided baselines of the paper, GradMask and RRR (paper App. D), with a live penalty.
 
 Both penalise, on the background, the gradient of a score w.r.t. the (normalised) input image:
 
-    GradMask: g = d/dx sum_b z[b, y_b]                        L = mean over B*3*H*W of (g * S~)^2
-    RRR:      g = d/dx sum_b sum_c log(softmax(z)_c + 1e-11)  L = sum over B*3*H*W of (g * S~)^2
+    GradMask: g = d/dx sum_b z[b, y_b]                        per image: ||g * S~||_2 (paper eq. 9)
+                                                              or the released mean of (g * S~)^2
+    RRR:      g = d/dx sum_b sum_c log(softmax(z)_c + 1e-11)  sum over B*3*H*W of (g * S~)^2
 
 with z the raw logits, y the ground-truth labels and S~ the reverse (background) mask, broadcast
-over the channels. The classifier's total loss is ``loss_weight * L`` (lambda_seg = 0.8) plus the
-head's ground-truth cross-entropy (lambda_acc = 0.2).
+over the channels. The classifier's total loss is ``loss_weight * L`` (the paper's lambda_bg, the
+released scripts' lambda_seg) plus the head's ground-truth cross-entropy (lambda_cls / lambda_acc);
+docs/faithfulness.md#baseline-hyperparameters.
 
-The released scripts call ``autograd.grad`` WITHOUT ``create_graph`` (FLAG-1): g is a constant and
-the penalty never reaches the weights; their "GradMask"/"RRR" numbers are GT-label fine-tuning with
-the penalty only in the logged and validation loss. Here the gradient is built with
-``create_graph=True`` (a double backward), so the penalty trains the model.
+The released scripts call ``autograd.grad`` WITHOUT ``create_graph``: g is a constant and the
+penalty never reaches the weights (docs/faithfulness.md#baseline-penalty). Here the gradient is
+built with ``create_graph=True`` (a double backward), so the penalty trains the model;
 ``reference_compat=True`` reproduces the released, inert penalty (logged, part of the validation
 loss, no gradient).
 
@@ -34,33 +35,46 @@ from .classifier import (RelevanceGuidedClassifier, RelevanceGuidedTimmClassifie
 from .losses import check_mask_rules, reverse_mask
 
 
+#: How the masked input gradient ``m = g * S~`` (B, 3, H, W) becomes the batch's penalty.
+PENALTIES = {
+    'norm': 'mean over images of ||m_b||_2 (GradMask in the paper, eq. 9)',
+    'mean_square': 'mean over B*3*H*W of m^2 (GradMask as released)',
+    'sum_square': 'sum over B*3*H*W of m^2 (RRR, paper and released)',
+}
+
+
 class InputGradientPenalty(nn.Module):
-    """Squared input gradient on the background; subclasses choose the score and the reduction.
+    """A penalty on the input gradient over the background; subclasses choose the score.
 
     Called as ``loss(logits, inputs, labels, fg_mask, ignore_mask=None)`` where ``logits`` came
     from ``inputs`` (a tensor with ``requires_grad=True``) in the current autograd graph;
     ``fg_mask`` / ``ignore_mask`` are (B, 1, H, W) at the input size.
 
     Args:
-        loss_weight: lambda_seg (0.8 in the paper's scripts).
+        loss_weight: the paper's lambda_bg (the released scripts' lambda_seg, 0.8 there).
+        penalty: one of :data:`PENALTIES`; the subclass's ``default_penalty`` when None.
         reference_compat: reproduce the released code: the input gradient is a constant (no
             ``create_graph``), so the penalty is logged and enters the validation loss but gives
-            the weights no gradient (FLAG-1).
+            the weights no gradient (docs/faithfulness.md#baseline-penalty).
         reverse_mask: background weight S~: 'reference' (the released three-substitution rule,
-            fractional mask pixels keep S~ = S, FLAG-5) or 'exact' (1 - S).
-        ignore_pixels: 'background' (released: ImageNet-S ignore pixels are background, FLAG-8) or
-            'exclude' (no penalty on them).
+            fractional mask pixels keep S~ = S) or 'exact' (1 - S); docs/faithfulness.md#reverse-mask.
+        ignore_pixels: 'background' (released: ImageNet-S ignore pixels are background) or
+            'exclude' (no penalty on them); docs/faithfulness.md#ignore-pixels.
     """
     #: key of the term in the loss dict (logged by mmengine; summed into the total).
     loss_name = 'loss_saliency'
-    #: 'mean' (over B*3*H*W) or 'sum'.
-    reduction = 'mean'
+    default_penalty = 'mean_square'
 
-    def __init__(self, loss_weight=0.8, reference_compat=False, reverse_mask='reference',
-                 ignore_pixels='background'):
+    def __init__(self, loss_weight=0.8, penalty=None, reference_compat=False,
+                 reverse_mask='reference', ignore_pixels='background'):
         super().__init__()
         check_mask_rules(type(self).__name__, reverse_mask, ignore_pixels)
+        penalty = penalty or self.default_penalty
+        if penalty not in PENALTIES:
+            raise ValueError(f'{type(self).__name__}: penalty={penalty!r}; choose one of '
+                             f'{tuple(PENALTIES)}')
         self.loss_weight = loss_weight
+        self.penalty = penalty
         self.reference_compat = reference_compat
         self.reverse_mask = reverse_mask
         self.ignore_pixels = ignore_pixels
@@ -80,7 +94,7 @@ class InputGradientPenalty(nn.Module):
                                       create_graph=create_graph)
         return grad
 
-    def _weighted_squares(self, grad, fg_mask, ignore_mask):
+    def _masked_gradient(self, grad, fg_mask, ignore_mask):
         if fg_mask.dim() != 4 or fg_mask.shape[1] != 1 or fg_mask.shape[0] != grad.shape[0] \
                 or fg_mask.shape[-2:] != grad.shape[-2:]:
             raise ValueError(f'{type(self).__name__}: foreground mask {tuple(fg_mask.shape)} does '
@@ -89,36 +103,44 @@ class InputGradientPenalty(nn.Module):
         background = reverse_mask(fg_mask, self.reverse_mask)
         if self.ignore_pixels == 'exclude' and ignore_mask is not None:
             background = background * (1 - ignore_mask)
-        return (grad * background).square()  # S~ broadcast over the channels
+        return (grad * background).flatten(1)  # S~ broadcast over the channels
+
+    def _per_image(self, masked):
+        """(B, 3*H*W) masked gradient -> (B,) terms whose batch mean is the batch's penalty.
+
+        'sum_square' gives B x each image's sum, so that the sample-weighted mean over a validation
+        set is the batch-size-weighted mean of batch losses, what the released scripts select
+        checkpoints on. 'norm': the norm's gradient at a zero vector is 0 (an image with no
+        background or a zero gradient), never NaN.
+        """
+        if self.penalty == 'norm':
+            return torch.linalg.vector_norm(masked, dim=1)
+        if self.penalty == 'mean_square':
+            return masked.square().mean(1)
+        return masked.shape[0] * masked.square().sum(1)
 
     def forward(self, logits, inputs, labels, fg_mask, ignore_mask=None):
-        squares = self._weighted_squares(self.input_gradient(logits, inputs, labels), fg_mask,
-                                         ignore_mask)
-        total = squares.mean() if self.reduction == 'mean' else squares.sum()
-        return self.loss_weight * total
+        masked = self._masked_gradient(self.input_gradient(logits, inputs, labels), fg_mask,
+                                       ignore_mask)
+        return self.loss_weight * self._per_image(masked).mean()
 
     def per_sample(self, logits, inputs, labels, fg_mask, ignore_mask=None):
-        """(B,) weighted terms whose mean over the batch is the batch's loss (``forward``).
-
-        'mean': each image's mean. 'sum': B x each image's sum, so that the sample-weighted mean
-        over a validation set is the batch-size-weighted mean of batch losses, which is what the
-        released scripts select checkpoints on. The input gradient is not differentiated further.
-        """
-        squares = self._weighted_squares(
+        """(B,) weighted terms whose mean over the batch is the batch's loss (``forward``); the
+        input gradient is not differentiated further (validation)."""
+        masked = self._masked_gradient(
             self.input_gradient(logits, inputs, labels, create_graph=False), fg_mask, ignore_mask)
-        squares = squares.flatten(1)
-        if self.reduction == 'mean':
-            return self.loss_weight * squares.mean(1)
-        return self.loss_weight * squares.shape[0] * squares.sum(1)
+        return self.loss_weight * self._per_image(masked)
 
 
 @MODELS.register_module()
 class GradMaskLoss(InputGradientPenalty):
-    """GradMask (Simpson et al. 2019) as in ``imagenet_finetune_gradmask.py``:
-    ``loss_weight * mean((d/dx sum_b z[b, y_b] * S~)^2)`` over B*3*H*W; see
-    :class:`InputGradientPenalty` for the arguments."""
+    """GradMask (Simpson et al. 2019): the input gradient of the GT logit, ``d/dx sum_b z[b, y_b]``,
+    on the background. ``penalty='norm'`` (default): the paper's ``loss_weight * mean_b
+    ||g_b * S~_b||_2``; ``'mean_square'``: the released ``imagenet_finetune_gradmask.py``,
+    ``loss_weight * mean((g * S~)^2)`` over B*3*H*W (docs/faithfulness.md#gradmask-penalty). See
+    :class:`InputGradientPenalty` for the other arguments."""
     loss_name = 'loss_gradmask'
-    reduction = 'mean'
+    default_penalty = 'norm'
 
     def score(self, logits, labels):
         return logits.gather(1, labels.view(-1, 1)).sum()
@@ -126,12 +148,13 @@ class GradMaskLoss(InputGradientPenalty):
 
 @MODELS.register_module()
 class RRRLoss(InputGradientPenalty):
-    """"Right for the Right Reasons" (Ross et al. 2017) as in ``imagenet_finetune_rrr.py``:
-    ``loss_weight * sum((d/dx sum_b sum_c log(softmax(z)_c + eps) * S~)^2)`` over B*3*H*W, with the
-    raw logits (no temperature) and eps = 1e-11 (the released ``10e-12``); see
-    :class:`InputGradientPenalty` for the other arguments."""
+    """"Right for the Right Reasons" (Ross et al. 2017) as in the paper and
+    ``imagenet_finetune_rrr.py``: ``loss_weight * sum((d/dx sum_b sum_c log(softmax(z)_c + eps)
+    * S~)^2)`` over B*3*H*W (``penalty='sum_square'``), with the raw logits (no temperature) and
+    eps = 1e-11 (the released ``10e-12``); see :class:`InputGradientPenalty` for the other
+    arguments."""
     loss_name = 'loss_rrr'
-    reduction = 'sum'
+    default_penalty = 'sum_square'
 
     def __init__(self, *args, eps=1e-11, **kwargs):
         super().__init__(*args, **kwargs)
@@ -159,15 +182,34 @@ class InputGradientGuidedMixin:
         val_loss: in val/test, when the samples carry masks, attach the per-sample loss terms as
             ``relevance_losses`` metainfo, so ``RelevanceFinetuneMetric`` reports the validation
             loss the checkpoint rule uses (as :class:`RelevanceGuidedClassifier` does).
+        relevance_loss, relevance_target, create_graph: the relevance-guided classifiers' keys,
+            accepted so that a baseline config is a few lines on top of the RobustViT config of
+            its model. A baseline has no GAE term: ``relevance_loss`` must be None (the config
+            says ``relevance_loss=None``), ``relevance_target`` 'gt' (the penalised score uses the
+            label) and ``create_graph`` False (the penalty's double backward is governed by
+            ``saliency_loss.reference_compat``). Anything else is refused, naming the key.
     The subclasses provide ``_logits``, ``_classification_loss_module``,
     ``_classification_losses`` and ``_predictions``, the same plumbing as the relevance-guided
     classifiers (reused from them).
     """
 
-    def _init_saliency(self, saliency_loss, val_loss):
+    def _init_saliency(self, saliency_loss, val_loss, relevance_loss=None, relevance_target='gt',
+                       create_graph=False):
+        name = type(self).__name__
+        if relevance_loss is not None:
+            raise ValueError(f'{name}: relevance_loss={relevance_loss!r}, but a baseline trains '
+                             'with saliency_loss and the head\'s loss only: set '
+                             'model.relevance_loss=None')
+        if relevance_target != 'gt':
+            raise ValueError(f'{name}: relevance_target={relevance_target!r}; the baselines '
+                             "penalise a score of the ground-truth label: use 'gt'")
+        if create_graph:
+            raise ValueError(f'{name}: create_graph=True is the GAE ablation of the relevance-'
+                             'guided classifiers; a baseline\'s penalty is differentiated unless '
+                             'saliency_loss.reference_compat=True')
         self.saliency_loss = MODELS.build(saliency_loss or dict(type='GradMaskLoss'))
         if not isinstance(self.saliency_loss, InputGradientPenalty):
-            raise TypeError(f'{type(self).__name__}: saliency_loss must be GradMaskLoss, RRRLoss '
+            raise TypeError(f'{name}: saliency_loss must be GradMaskLoss, RRRLoss '
                             'or another InputGradientPenalty, got '
                             f'{type(self.saliency_loss).__name__}')
         self.val_loss = val_loss
@@ -193,7 +235,8 @@ class InputGradientGuidedMixin:
         with_masks = bool(data_samples) and self.val_loss and 'fg_mask' in data_samples[0]
         if not with_masks:
             return self._predictions(self._logits(inputs), data_samples)
-        # The released scripts select checkpoints on this loss over the held-out classes (§4).
+        # The released scripts select checkpoints on this loss over the held-out classes
+        # (docs/faithfulness.md#best-checkpoint).
         with torch.enable_grad():
             inputs, logits, labels, fg_mask, ignore_mask = self._saliency_forward(
                 inputs, data_samples)
@@ -209,20 +252,23 @@ class InputGradientGuidedMixin:
 class InputGradientGuidedClassifier(InputGradientGuidedMixin, ImageClassifier):
     """GradMask / RRR fine-tuning of an mmpretrain ``ImageClassifier``.
 
-    ``loss()`` = ``saliency_loss`` (logged as ``loss_gradmask`` or ``loss_rrr``) + the head's loss
-    (logged as ``loss_cls``; use ``ConfidenceBoostingHead(target='gt', loss_weight=0.2)`` or a
-    ``CrossEntropyLoss`` with ``loss_weight=0.2`` for the released recipe).
+    ``loss()`` = ``saliency_loss`` (logged as ``loss_gradmask`` or ``loss_rrr``; its weight is the
+    paper's lambda_bg) + the head's loss (logged as ``loss_cls``; use
+    ``ConfidenceBoostingHead(target='gt', loss_weight=lambda_cls)`` or a ``CrossEntropyLoss``).
 
-    Example::
+    Example, as a delta on a RobustViT config (``configs/baselines/``)::
 
-        model = dict(type='InputGradientGuidedClassifier', backbone=..., head=dict(
-                         type='ConfidenceBoostingHead', target='gt', loss_weight=0.2, ...),
-                     saliency_loss=dict(type='RRRLoss', loss_weight=0.8, reference_compat=False))
+        _base_ = '../robustvit/vit-base-p16_robustvit_imagenet-s.py'
+        model = dict(type='InputGradientGuidedClassifier', relevance_loss=None,
+                     head=dict(target='gt', loss_weight=2e-6),
+                     saliency_loss=dict(type='RRRLoss', loss_weight=1e-10))
     """
 
-    def __init__(self, *args, saliency_loss=None, val_loss=True, **kwargs):
+    def __init__(self, *args, saliency_loss=None, val_loss=True, relevance_loss=None,
+                 relevance_target='gt', create_graph=False, **kwargs):
         super().__init__(*args, **kwargs)
-        self._init_saliency(saliency_loss, val_loss)
+        self._init_saliency(saliency_loss, val_loss, relevance_loss, relevance_target,
+                            create_graph)
 
     # The same logits / CE ('loss' renamed 'loss_cls') / prediction plumbing as RobustViT's.
     _logits = RelevanceGuidedClassifier._logits
@@ -235,13 +281,16 @@ class InputGradientGuidedClassifier(InputGradientGuidedMixin, ImageClassifier):
 class InputGradientGuidedTimmClassifier(InputGradientGuidedMixin, TimmClassifier):
     """GradMask / RRR fine-tuning of a timm model in mmpretrain's ``TimmClassifier`` (AugReg ViTs).
 
-    Use ``loss=dict(type='ConfidenceBoostingLoss', target='gt', loss_weight=0.2)`` (or
-    ``CrossEntropyLoss`` with ``loss_weight=0.2``) for the released recipe's GT cross-entropy.
+    Use ``loss=dict(type='ConfidenceBoostingLoss', target='gt', loss_weight=lambda_cls)`` (or
+    ``CrossEntropyLoss``) for the GT cross-entropy; other keys as
+    :class:`InputGradientGuidedClassifier`.
     """
 
-    def __init__(self, *args, saliency_loss=None, val_loss=True, **kwargs):
+    def __init__(self, *args, saliency_loss=None, val_loss=True, relevance_loss=None,
+                 relevance_target='gt', create_graph=False, **kwargs):
         super().__init__(*args, **kwargs)
-        self._init_saliency(saliency_loss, val_loss)
+        self._init_saliency(saliency_loss, val_loss, relevance_loss, relevance_target,
+                            create_graph)
 
     _logits = RelevanceGuidedTimmClassifier._logits
     _classification_loss_module = RelevanceGuidedTimmClassifier._classification_loss_module

@@ -1,9 +1,10 @@
-"""Relevance-guided classifiers: the RobustViT training step (reference.md §2.1), in ONE forward.
+"""Relevance-guided classifiers: the RobustViT training step (paper Sec. 3), in ONE forward.
 
 The released code runs a forward for the relevance, one partial backward per block, and a second
 forward for the classification loss. Here one forward records the attention maps, one
 ``autograd.grad`` gives every block's gradient, and the same logits feed the classification loss:
-the same numbers (dropout/drop-path are 0 in the recipe), a fraction of the time.
+the same numbers (dropout/drop-path are 0 in the recipe), a fraction of the time
+(docs/faithfulness.md#single-forward).
 """
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class RelevanceGuidedMixin:
         relevance_loss: config of the relevance loss (default :class:`RelevanceFinetuneLoss`).
         relevance_target: explain the ground-truth class ('gt', the paper) or the prediction.
         create_graph: make the GAE gradient factor differentiable (an ablation; the paper keeps it
-            constant, reference FLAG-2).
+            constant, docs/faithfulness.md#gradient-constant).
         val_loss: in val/test, also compute the training loss per sample (for checkpoint selection
             on the held-out classes, as the paper) when the samples carry masks.
     """
@@ -121,7 +122,8 @@ class RelevanceGuidedMixin:
         grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph,
                                     create_graph=self.create_graph and keep_graph)
         relevance = gae_from_attention(recorder.maps, grads, num_prefix=recorder.num_prefix,
-                                       grid=recorder.grid, out_size=inputs.shape[-2:])
+                                       grid=recorder.grid, out_size=inputs.shape[-2:],
+                                       readout=recorder.readout)
         return logits, relevance
 
     def loss(self, inputs, data_samples):
@@ -139,7 +141,8 @@ class RelevanceGuidedMixin:
                       and 'gt_label' in data_samples[0])
         if not with_masks:
             return self._predictions(self._logits(inputs), data_samples)
-        # The paper selects checkpoints on this loss over held-out classes (reference §2.4).
+        # The paper selects checkpoints on this loss over held-out classes
+        # (docs/faithfulness.md#best-checkpoint).
         with torch.enable_grad():
             logits, relevance = self._relevance_forward(inputs, data_samples, keep_graph=False)
         fg_mask, ignore_mask = sample_masks(data_samples, inputs.device)

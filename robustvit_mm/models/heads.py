@@ -1,4 +1,4 @@
-"""The confidence-boosting ViT head (reference.md §2.1 step 6)."""
+"""The confidence-boosting ViT head (docs/faithfulness.md#confidence-boosting)."""
 from mmpretrain.models.heads import VisionTransformerClsHead
 from mmpretrain.registry import MODELS
 

@@ -1,4 +1,4 @@
-"""RobustViT's losses (reference.md §2.1): the relevance loss and the confidence-boosting CE."""
+"""RobustViT's losses (paper eq. 4-6): the relevance loss and the confidence-boosting CE."""
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
@@ -22,7 +22,8 @@ def reverse_mask(fg_mask, rule='reference'):
     """Background weight S~ of each pixel.
 
     'reference' reproduces the released code's three in-place substitutions (1->-1, 0->1, -1->0):
-    exact 0/1 pixels flip, FRACTIONAL pixels (bilinear mask boundaries) keep S~ = S (reference FLAG-5).
+    exact 0/1 pixels flip, FRACTIONAL pixels (bilinear mask boundaries) keep S~ = S
+    (docs/faithfulness.md#reverse-mask).
     'exact' is S~ = 1 - S everywhere.
     """
     if rule == 'exact':
@@ -38,13 +39,14 @@ class RelevanceFinetuneLoss(nn.Module):
         L_bg = mean over ALL pixels of (r * S~)^2       relevance must vanish on the background
         L_fg = mean over ALL pixels of (r * S - S)^2    relevance must be 1 on the object
 
-    Means run over every pixel of the batch (not per region), as in the paper's code (FLAG-9): the
-    weights 2 and 0.3 are tuned for that. Defaults are the paper's: 0.8 * (2 * L_bg + 0.3 * L_fg).
+    Means run over every pixel of the batch (not per region), as in the paper's code
+    (docs/faithfulness.md#loss-averaging): the weights 2 and 0.3 are tuned for that. Defaults are the paper's: 0.8 * (2 * L_bg + 0.3 * L_fg).
 
     Args:
         reverse_mask: 'reference' (default, faithful) or 'exact' 1 - S; see :func:`reverse_mask`.
         ignore_pixels: 'background' (default, faithful: ImageNet-S "ignore" pixels count as
-            background, FLAG-8) or 'exclude' (those pixels enter neither term).
+            background, docs/faithfulness.md#ignore-pixels) or 'exclude' (those pixels enter
+            neither term).
     """
 
     def __init__(self, loss_weight=0.8, background_weight=2.0, foreground_weight=0.3,
@@ -80,7 +82,8 @@ class RelevanceFinetuneLoss(nn.Module):
 @MODELS.register_module()
 class ConfidenceBoostingLoss(nn.Module):
     """CE(logits / T, target): target = the model's own top-1 ('own_argmax', the paper's
-    confidence boosting; the argmax is taken before the temperature) or the label ('gt' ablation).
+    confidence boosting; the argmax is taken before the temperature) or the label ('gt' ablation);
+    docs/faithfulness.md#confidence-boosting.
 
     Drop-in for mmpretrain's CrossEntropyLoss: called as ``loss(cls_score, gt_label, ...)``.
     """

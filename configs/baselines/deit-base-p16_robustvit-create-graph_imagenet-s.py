@@ -1,0 +1,5 @@
+# RobustViT ablation for DeiT-B/16: the GAE gradient factor is differentiable (a second-order step)
+# instead of the paper's constant (docs/faithfulness.md#gradient-constant).
+_base_ = '../robustvit/deit-base-p16_robustvit_imagenet-s.py'
+
+model = dict(create_graph=True)
