@@ -1,15 +1,15 @@
 """The performance contract: the benchmark compares equal work, and the fast step stays fast-safe.
 
-- ``tools/benchmark.py``'s equality check (ours vs the released algorithm, losses and gradients)
-  runs on a tiny model, and it catches a step that computes something else;
+- the benchmark's equality check (ours vs the released algorithm, losses and gradients) runs on a
+  tiny model of every supported family, and it catches a step that computes something else;
 - the reference-style step really is the released algorithm (two forwards, one ``autograd.grad``
   per block) and ours is one forward and one ``autograd.grad``;
 - ``RelevanceGuidedClassifier.loss`` never waits for the device (no ``.item()``, ``bool(tensor)``...);
 - the memory-lean GAE product has the plain expression's values and gradients;
 - bf16 autocast keeps the relevance finite and close to float32; ``torch.compile`` of the backbone
-  gives the eager numbers.
+  gives the eager numbers; the memory probe runs in a process of its own, even from a process
+  that has already run multi-threaded kernels.
 """
-import importlib.util
 import json
 import os
 
@@ -17,21 +17,10 @@ import pytest
 import torch
 
 import robustvit_mm  # noqa: F401  (registers)
+from robustvit_mm.apis import benchmark as bench
 from robustvit_mm.relevance import gae as gae_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE, PATCH, EMBED, CLASSES = 32, 4, 48, 10
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location('robustvit_benchmark',
-                                                  os.path.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
 
 
 def tiny_cfg(layers=3):
@@ -52,21 +41,24 @@ def tiny():
     return model, inputs, samples
 
 
-def tiny_timm_cfg():
-    return dict(type='RelevanceGuidedTimmClassifier', model_name='vit_tiny_patch16_224',
-                pretrained=False, img_size=SIZE, patch_size=PATCH, depth=2, num_classes=CLASSES,
-                loss=dict(type='ConfidenceBoostingLoss', loss_weight=0.2))
-
-
 # ----------------------------------------------------------------------------- equal work
-@pytest.mark.parametrize('family', ['mmpretrain', 'timm'])
-def test_equality_check_passes_ours_vs_reference_style(family):
-    model = bench.build_model(tiny_cfg() if family == 'mmpretrain' else tiny_timm_cfg())
+TRAINING_FAMILIES = ['vit', 'deit3', 'beit', 'beit_cls', 'eva02', 'timm', 'timm_beit', 'timm_eva',
+                     'timm_eva_reg']
+
+
+@pytest.mark.parametrize('family', TRAINING_FAMILIES)
+def test_training_step_equals_the_reference_style_step(tiny_relevance_model, family):
+    """Per family: RelevanceGuided[Timm]Classifier's one-forward step gives the losses and every
+    parameter gradient of the released algorithm's step (per-block gradients, two forwards)."""
+    model = tiny_relevance_model(family, img_size=16, patch=4)
     inputs, samples = bench.make_batch(model, 3)
     report = bench.check_equal_work(model, inputs, samples, rtol=1e-4)
     assert report['worst_loss_rel'] <= 1e-4 and report['worst_grad_rel'] <= 1e-4
     assert report['num_params'] == sum(1 for p in model.parameters() if p.requires_grad)
+    assert report['loss'] > 0
     assert all(p.grad is None for p in model.parameters())  # left clean for the timing
+    print(f'{family}: losses within {report["worst_loss_rel"]:.1e}, gradients within '
+          f'{report["worst_grad_rel"]:.1e} relative')
 
 
 def test_equality_check_catches_a_step_that_does_other_work(tiny):
@@ -254,29 +246,44 @@ def test_compiled_backbone_gives_the_eager_step():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-# ----------------------------------------------------------------------------- the tool
-@pytest.mark.skip(reason='a fork after multi-threaded torch work in the same pytest process can '
-                  'hang (seen in the full suite); the benchmark itself forks before any such work')
-def test_memory_is_measured_in_a_forked_process():
-    # threads=1: this process already ran OpenMP kernels, which a forked child cannot reuse
-    result = bench.measure_memory_cpu('ours', tiny_cfg(), 2, threads=1)
+# ----------------------------------------------------------------------------- the run
+def test_memory_is_measured_in_a_process_of_its_own(tiny):
+    """This pytest process has run multi-threaded kernels (the fixture's model and batch, and the
+    forward below with 2 threads): a plain fork of it could hang the child. The probe's process
+    comes from a fork server, so it answers (and a hang would be a RuntimeError, not a stall)."""
+    model, inputs, _ = tiny
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model(inputs, mode='tensor').sum().backward()  # OpenMP pool of this process is live
+        result = bench.measure_memory_cpu('ours', tiny_cfg(), 2, timeout_s=600)
+        plain = bench.measure_memory_cpu('plain', tiny_cfg(), 2, timeout_s=600)
+    finally:
+        torch.set_num_threads(threads)
     assert result['peak'] > 0 and 0 < result['working'] <= result['peak']
+    # ours records the maps and their gradients: more working memory than the plain step's
+    assert result['working'] > plain['working']
+
+
+def test_memory_probe_reports_a_failing_child():
+    with pytest.raises(RuntimeError, match="memory measurement of 'ours' failed"):
+        bench.measure_memory_cpu('ours', dict(tiny_cfg(), backbone=None), 2, timeout_s=600)
 
 
 @pytest.mark.slow
-def test_quick_run_writes_every_reported_key(tmp_path):
-    out = tmp_path / 'bench.json'
+def test_quick_run_reports_every_ratio(repo_root):
     threads = torch.get_num_threads()
-    try:  # --threads 1: the memory children are forked from this (OpenMP-initialised) process
-        bench.main(['--quick', '--warmup', '0', '--repeats', '1', '--threads', '1',
-                    '--json', str(out)])
+    config = os.path.join(repo_root, 'configs/robustvit/vit-base-p16_robustvit_imagenet-s.py')
+    try:
+        result = bench.run_benchmark(config, quick=True, warmup=0, repeats=1, threads=1)
     finally:
         torch.set_num_threads(threads)
-    result = json.loads(out.read_text())
+    json.dumps(result)  # what --json writes
     for key in ('speedup_vs_reference', 'ratio_vs_plain', 'memory_ratio_vs_plain',
                 'gae_ratio_vs_fwd_bwd', 'model', 'batch', 'device'):
         assert result[key] is not None, key
     assert result['check']['worst_grad_rel'] <= 1e-4
+    assert result['machine_info']['cpu'] in bench.format_table(result)
 
 
 def test_machine_info_describes_this_machine():

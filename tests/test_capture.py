@@ -215,5 +215,5 @@ def test_recorder_rejects_non_vit_and_class_token_free_models():
                       with_cls_token=False,
                       arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)),
         neck=None, head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=32)))
-    with pytest.raises(ValueError, match='class token'):
+    with pytest.raises(TypeError, match='class token'):
         AttentionRecorder(no_cls)

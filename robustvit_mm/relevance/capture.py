@@ -1,22 +1,55 @@
 """Record every block's post-softmax attention map of a Vision Transformer, inside the autograd graph.
 
-Neither mmpretrain 1.2 nor timm 1.0 expose the attention probabilities: both call a fused
-scaled-dot-product kernel. While an :class:`AttentionRecorder` is active we route attention through
-an explicit ``softmax(q k^T * scale) @ v`` (mmpretrain: the per-module ``scaled_dot_product_attention``
-attribute; timm: ``fused_attn = False`` plus a hook on ``attn_drop``), so the map after softmax and
-attention dropout (the tensor multiplied by v, as in the reference) is recorded. On exit every
-module is restored exactly as it was.
+Neither mmpretrain 1.2 nor timm 1.0 expose the attention probabilities. While an
+:class:`AttentionRecorder` is active, each block's attention is made to show its map without a copy
+of any model code:
+
+- mmpretrain ``MultiheadAttention`` (ViT, DeiT, DeiT3, distilled DeiT, DINOv2 archs) calls a fused
+  kernel stored in its ``scaled_dot_product_attention`` attribute: that attribute is replaced by an
+  explicit ``softmax(q k^T * scale) @ v`` that records the probabilities;
+- mmpretrain ``BEiTAttention`` (BEiT, BEiT-v2: relative position bias) and ``AttentionWithRoPE``
+  (EVA-02: rotary embeddings) compute the softmax explicitly: a hook on their ``attn_drop`` sees it;
+- timm ``Attention`` / Beit ``Attention`` / ``EvaAttention`` choose the fused kernel through
+  ``fused_attn``: it is set to False, and a hook on ``attn_drop`` sees the map.
+
+The recorded map is the one multiplied by v (after attention dropout, as in the paper's code). On
+exit every module is restored exactly as it was (attribute, ``fused_attn`` flag, hooks).
+
+Relevance is read from the class token's row of the relevance matrix, or, for a model whose head
+pools the patch tokens (``out_type='avg_featmap'``, timm ``global_pool='avg'``: BEiT and EVA-02 as
+fine-tuned by their authors), from the mean of the patch tokens' rows: the rows that reach the head.
 """
 import torch
 import torch.nn.functional as F
 from mmengine.model import is_model_wrapper
+from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.backbones import VisionTransformer as MMPretrainViT
+from mmpretrain.models.backbones.vit_eva02 import AttentionWithRoPE
+from mmpretrain.models.utils.attention import BEiTAttention, MultiheadAttention
+from timm.models.beit import Beit as TimmBeit
+from timm.models.eva import Eva as TimmEva
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
+MMPRETRAIN_BACKBONES = (MMPretrainViT, BEiTViT)  # ViTEVA02, DeiT3, distilled DeiT: subclasses
+TIMM_MODELS = (TimmViT, TimmBeit, TimmEva)
 SUPPORTED_MODELS = (
-    'an mmpretrain ImageClassifier whose backbone is a VisionTransformer (vit, deit, deit3, distilled '
-    'DeiT), an mmpretrain TimmClassifier wrapping a timm VisionTransformer, or a bare timm '
-    'VisionTransformer (optionally wrapped in DataParallel/DistributedDataParallel)')
+    'an mmpretrain ImageClassifier whose backbone is a VisionTransformer (vit, deit, deit3, '
+    'distilled DeiT, DINOv2 archs), BEiTViT (BEiT, BEiT-v2) or ViTEVA02 (EVA-02); an mmpretrain '
+    'TimmClassifier wrapping a timm VisionTransformer, Beit or Eva (EVA-02, with or without '
+    'registers); or such a bare timm model (optionally wrapped in DataParallel/'
+    'DistributedDataParallel); each with a class token and class-token or patch-average pooling')
+# Attention backbones that cannot be supported, and why (the TypeError says it).
+UNSUPPORTED_REASONS = {
+    'RevVisionTransformer': 'its reversible blocks recompute activations during the backward pass '
+                            'and free them in the forward, so attention maps cannot be kept in the '
+                            'autograd graph',
+    'SwinTransformer': 'window attention has no class token and no global token-to-token map',
+    'SwinTransformerV2': 'window attention has no class token and no global token-to-token map',
+}
+
+
+class UnsupportedModelError(TypeError):
+    """A model whose relevance cannot be computed (raised at build time and at the first call)."""
 
 
 def unwrap_model(model):
@@ -27,24 +60,36 @@ def unwrap_model(model):
 
 
 def find_vit(model):
-    """Return ``(vit, family)`` for a supported model; ``family`` is 'mmpretrain' or 'timm'."""
+    """Return ``(vit, family)`` for a supported model; ``family`` is 'mmpretrain' or 'timm'.
+
+    Raises :class:`UnsupportedModelError` (a ``TypeError``) saying why for any other model.
+    """
     model = unwrap_model(model)
-    for candidate in (model, getattr(model, 'backbone', None), getattr(model, 'model', None)):
-        if isinstance(candidate, MMPretrainViT):
+    candidates = [model, getattr(model, 'backbone', None), getattr(model, 'model', None)]
+    for candidate in candidates:
+        if isinstance(candidate, MMPRETRAIN_BACKBONES):
             family = 'mmpretrain'
-        elif isinstance(candidate, TimmViT):
+        elif isinstance(candidate, TIMM_MODELS):
             family = 'timm'
         else:
             continue
-        if num_prefix_tokens(candidate, family) == 0:
-            raise ValueError(
-                f'{type(candidate).__name__} has no class token (out_type/class_token setting); GAE '
-                'reads the class token\'s row of the relevance matrix.')
+        if candidate.cls_token is None:
+            raise UnsupportedModelError(
+                f'{type(candidate).__name__} has no class token (with_cls_token / class_token '
+                'setting): GAE reads the class token\'s row of the relevance matrix.')
+        readout(candidate, family)  # refuses poolings other than class token / patch average
+        attention_modules(candidate, family)  # refuses attention whose map cannot be recorded
         return candidate, family
+    named = [type(c).__name__ for c in candidates if c is not None]
+    for name in named:
+        if name in UNSUPPORTED_REASONS:
+            raise UnsupportedModelError(
+                f'Relevance maps are not supported for {name}: {UNSUPPORTED_REASONS[name]}.')
     backbone = getattr(model, 'backbone', None)
     what = type(model).__name__ + (f' with backbone {type(backbone).__name__}' if backbone is not None
                                    else '')
-    raise TypeError(f'Relevance maps are not supported for {what}. Supported: {SUPPORTED_MODELS}.')
+    raise UnsupportedModelError(
+        f'Relevance maps are not supported for {what}. Supported: {SUPPORTED_MODELS}.')
 
 
 def num_prefix_tokens(vit, family):
@@ -60,6 +105,45 @@ def patch_size(vit, family):
     return tuple(vit.patch_embed.patch_size)
 
 
+def readout(vit, family):
+    """Which tokens' outputs reach the head: 'token' (the class token) or 'avg' (patch mean)."""
+    if family == 'mmpretrain':
+        pooling = {'cls_token': 'token', 'avg_featmap': 'avg'}.get(vit.out_type)
+        setting = f'out_type={vit.out_type!r}'
+    else:
+        pooling = None if getattr(vit, 'attn_pool', None) is not None else (
+            {'token': 'token', 'avg': 'avg'}.get(vit.global_pool))
+        setting = ('attention pooling (global_pool="map")' if pooling is None and getattr(
+            vit, 'attn_pool', None) is not None else f'global_pool={vit.global_pool!r}')
+    if pooling is None:
+        raise UnsupportedModelError(
+            f'{type(vit).__name__} with {setting}: relevance is read from the class token '
+            '(out_type="cls_token" / global_pool="token") or the patch average ("avg_featmap" / '
+            '"avg"), the tokens that reach the head; with this setting it is not known which do.')
+    return pooling
+
+
+def attention_modules(vit, family):
+    """Per block, ``(attention module, how its map is recorded)``: 'sdpa' (replace the fused kernel
+    attribute) or 'attn_drop' (hook the dropout applied to the explicit softmax)."""
+    blocks = vit.layers if family == 'mmpretrain' else vit.blocks
+    found = []
+    for index, block in enumerate(blocks):
+        attn = getattr(block, 'attn', None)
+        if family == 'mmpretrain' and isinstance(attn, MultiheadAttention):
+            found.append((attn, 'sdpa'))
+        elif family == 'mmpretrain' and isinstance(attn, (BEiTAttention, AttentionWithRoPE)):
+            found.append((attn, 'attn_drop'))
+        elif (family == 'timm' and hasattr(attn, 'fused_attn')
+              and isinstance(getattr(attn, 'attn_drop', None), torch.nn.Module)):
+            found.append((attn, 'attn_drop'))
+        else:
+            raise UnsupportedModelError(
+                f'{type(vit).__name__} block {index}: attention {type(attn).__name__} does not '
+                'expose its post-softmax probabilities in a way that can be recorded.')
+    return found
+
+
 class AttentionRecorder:
     """Context manager recording ``(B, heads, N, N)`` attention maps of every block, in order.
 
@@ -69,40 +153,62 @@ class AttentionRecorder:
             logits = model(inputs, mode='tensor')
         rec.maps          # list of L tensors, in the autograd graph
         rec.grid          # (h, w) patch grid of that forward
-        rec.num_prefix    # tokens before the patches (1, or 2 for distilled DeiT)
+        rec.num_prefix    # tokens before the patches (1; 2 for distilled DeiT; 1 + registers)
+        rec.readout       # 'token' (class token) or 'avg' (mean of the patch tokens)
+
+    A forward of the model in which some block recorded no map raises ``RuntimeError`` at once,
+    naming the model and the blocks.
     """
 
     def __init__(self, model):
         self.vit, self.family = find_vit(model)
         self.num_prefix = num_prefix_tokens(self.vit, self.family)
         self.patch_size = patch_size(self.vit, self.family)
+        self.readout = readout(self.vit, self.family)
         self.maps = []
         self.grid = None
+        self._seen = []
         self._undo = []
 
-    # -- mmpretrain: replace the fused kernel with an explicit one that records the probabilities --
-    def _explicit_attention(self, query, key, value, attn_mask=None, dropout_p=0., scale=None,
-                            is_causal=False):
-        if is_causal:
-            raise NotImplementedError('causal attention is not a ViT encoder')
-        # torch's default scale; mmpretrain's qk_scale path divides by it (a known bug), not used.
-        scale = query.size(-1) ** -0.5 if scale is None else scale
-        logits = (query @ key.transpose(-2, -1)) * scale
-        if attn_mask is not None:
-            logits = logits + attn_mask
-        attn = logits.softmax(dim=-1)
-        if dropout_p > 0:  # mmpretrain passes 0 in eval mode
-            attn = F.dropout(attn, dropout_p, training=True)
-        self._record(attn)
-        return attn @ value
+    # -- mmpretrain MultiheadAttention: an explicit kernel in place of the fused one --
+    def _explicit_attention(self, index):
+        def attention(query, key, value, attn_mask=None, dropout_p=0., scale=None,
+                      is_causal=False):
+            if is_causal:
+                raise NotImplementedError('causal attention is not a ViT encoder')
+            # torch's default scale; mmpretrain's qk_scale path divides by it (a known bug).
+            scale = query.size(-1) ** -0.5 if scale is None else scale
+            logits = (query @ key.transpose(-2, -1)) * scale
+            if attn_mask is not None:
+                logits = logits + attn_mask
+            attn = logits.softmax(dim=-1)
+            if dropout_p > 0:  # mmpretrain passes 0 in eval mode
+                attn = F.dropout(attn, dropout_p, training=True)
+            self._record(index, attn)
+            return attn @ value
+        return attention
 
     @torch.compiler.disable
-    def _record(self, attn):
+    def _record(self, index, attn):
         """Keep a map. Never traced: under ``torch.compile`` this is a graph break, so each map is
         an output of one compiled region and an input of the next, where ``autograd.grad`` can
         reach it (a map inside a compiled region has no gradient of its own); and the list
         growing does not make dynamo recompile the attention for every block."""
         self.maps.append(attn)
+        self._seen[index] += 1
+
+    @torch.compiler.disable
+    def _start_forward(self, module, args):
+        self._seen = [0] * len(self._seen)
+
+    @torch.compiler.disable
+    def _check_forward(self, module, args, output):
+        missing = [i for i, count in enumerate(self._seen) if count == 0]
+        if missing:
+            raise RuntimeError(
+                f'AttentionRecorder: a forward of {type(self.vit).__name__} recorded no attention '
+                f'map in block(s) {missing} of {len(self._seen)}: that attention computes its '
+                'probabilities in a way the recorder does not reach.')
 
     def _check_input(self, height, width):
         ph, pw = self.patch_size
@@ -115,26 +221,27 @@ class AttentionRecorder:
             raise RuntimeError('AttentionRecorder is already active on this model')
         self.maps = []
         self.grid = None
-        if self.family == 'mmpretrain':
-            for layer in self.vit.layers:
-                attn = layer.attn
+        modules = attention_modules(self.vit, self.family)
+        self._seen = [0] * len(modules)
+        for index, (attn, how) in enumerate(modules):
+            if how == 'sdpa':
                 saved = attn.__dict__.get('scaled_dot_product_attention', _MISSING)
-                attn.scaled_dot_product_attention = self._explicit_attention
+                attn.scaled_dot_product_attention = self._explicit_attention(index)
                 self._undo.append(lambda a=attn, s=saved: _restore_attr(
                     a, 'scaled_dot_product_attention', s))
-
-            def on_patch_embed(module, args, output):
-                self.grid = tuple(output[1])
-        else:
-            for block in self.vit.blocks:
-                attn = block.attn
+                continue
+            if 'fused_attn' in attn.__dict__ or hasattr(type(attn), 'fused_attn'):
                 saved = attn.__dict__.get('fused_attn', _MISSING)
                 attn.fused_attn = False
                 self._undo.append(lambda a=attn, s=saved: _restore_attr(a, 'fused_attn', s))
-                handle = attn.attn_drop.register_forward_hook(
-                    lambda module, args, output: self._record(output))
-                self._undo.append(handle.remove)
+            handle = attn.attn_drop.register_forward_hook(
+                lambda module, args, output, i=index: self._record(i, output))
+            self._undo.append(handle.remove)
 
+        if self.family == 'mmpretrain':
+            def on_patch_embed(module, args, output):
+                self.grid = tuple(output[1])
+        else:
             def on_patch_embed(module, args, output):
                 self.grid = tuple(module.dynamic_feat_size(tuple(args[0].shape[-2:])))
         # Frozen layers (frozen_stages, requires_grad_(False)) would leave early maps outside the
@@ -148,7 +255,9 @@ class AttentionRecorder:
             return None
 
         for register, hook in ((self.vit.patch_embed.register_forward_pre_hook, before_patch_embed),
-                               (self.vit.patch_embed.register_forward_hook, on_patch_embed)):
+                               (self.vit.patch_embed.register_forward_hook, on_patch_embed),
+                               (self.vit.register_forward_pre_hook, self._start_forward),
+                               (self.vit.register_forward_hook, self._check_forward)):
             self._undo.append(register(hook).remove)
         return self
 

@@ -1,6 +1,6 @@
 """GAE relevance (Chefer et al., ICCV 2021), as used by RobustViT; plus rollout and raw attention.
 
-GAE, per image (reference.md §1.2):
+GAE, per image (Chefer et al. 2021, eq. 13-14; the RobustViT paper, Sec. 3):
     R = I;  for each block l:  Ā_l = mean_heads(relu(G_l * A_l));  R <- R + Ā_l R
     relevance = R[CLS, patch tokens], reshaped to the patch grid, bilinear to the input size,
     min-max normalised per image.
@@ -10,6 +10,9 @@ so the relevance is differentiable w.r.t. the weights through A_l only.
 Only the class token's row of R is ever read. Since R = (I + Ā_{L-1}) ... (I + Ā_0), that row is
 e_0^T (I + Ā_{L-1}) ... (I + Ā_0): a row vector pushed through the blocks from last to first, O(N^2)
 per block instead of the O(N^3) matrix product. Same numbers (associativity), far less work.
+For a model whose head pools the patch tokens (BEiT, EVA-02 as fine-tuned by their authors) the
+row read is the mean of the patch tokens' rows, w^T R with w = 1/P on the P patch tokens: the same
+push of a row vector, from w instead of e_0.
 """
 import torch
 import torch.nn.functional as F
@@ -69,7 +72,21 @@ def grad_weighted_attention(attn, grad):
     return (grad.float() * attn.float()).clamp_(min=0).mean(dim=1)
 
 
-def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normalize=True):
+def readout_row(readout, num_prefix, batch, tokens, device):
+    """``(batch, 1, tokens)`` float32 weights of the tokens that reach the head: e_0 for the
+    class token ('token'), 1/P on each of the P patch tokens for patch-average pooling ('avg')."""
+    row = torch.zeros(batch, 1, tokens, dtype=torch.float32, device=device)
+    if readout == 'token':
+        row[:, :, 0] = 1
+    elif readout == 'avg':
+        row[:, :, num_prefix:] = 1.0 / (tokens - num_prefix)
+    else:
+        raise ValueError(f"readout={readout!r}; choose 'token' or 'avg'")
+    return row
+
+
+def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normalize=True,
+                       readout='token'):
     """GAE relevance from recorded attention maps and their gradients.
 
     Args:
@@ -77,14 +94,15 @@ def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normaliz
         num_prefix: tokens before the patch tokens (class token first).
         grid: ``(h, w)`` patch grid; ``out_size``: ``(H, W)`` to upsample to, or None for the grid.
         normalize: per-image min-max to [0, 1] (a flat map gives zeros).
+        readout: 'token' reads the class token's row of R; 'avg' the mean of the patch tokens'
+            rows (a head that pools the patch tokens). ``AttentionRecorder.readout`` says which.
 
     Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance. Computed in float32 with
     autocast off, whatever the dtype of the maps (bf16/fp16 training stays stable).
     """
     batch, _, tokens, _ = maps[0].shape
     with torch.autocast(device_type=maps[0].device.type, enabled=False):
-        row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
-        row[:, :, 0] = 1  # e_0: the class token's row of R
+        row = readout_row(readout, num_prefix, batch, tokens, maps[0].device)
         for attn, grad in zip(reversed(maps), reversed(grads)):
             row = row + torch.bmm(row, grad_weighted_attention(attn, grad))
         relevance = row[:, 0, num_prefix:].reshape(batch, 1, *grid)
@@ -149,21 +167,21 @@ def gae_relevance(model, inputs, targets=None, *, normalize=True, upsample=True,
         grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph or create_graph,
                                     create_graph=create_graph)
         return gae_from_attention(recorder.maps, grads, num_prefix=recorder.num_prefix,
-                                  grid=recorder.grid, normalize=False)
+                                  grid=recorder.grid, normalize=False, readout=recorder.readout)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
 
 
 def attention_rollout(model, inputs, targets=None, *, normalize=True, upsample=True):
-    """Attention rollout (Abnar & Zuidema 2020): R = prod_l (0.5 I + 0.5 mean_heads A_l), CLS row.
+    """Attention rollout (Abnar & Zuidema 2020): R = prod_l (0.5 I + 0.5 mean_heads A_l), the row
+    of the tokens that reach the head (class token, or the patch mean for patch-average pooling).
 
     Class-agnostic: ``targets`` is accepted for a uniform signature and ignored.
     """
     def combine(recorder, logits, targets, keep_graph):
         maps = recorder.maps
         batch, _, tokens, _ = maps[0].shape
-        row = maps[0].new_zeros(batch, 1, tokens, dtype=torch.float32)
-        row[:, :, 0] = 1
+        row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens, maps[0].device)
         for attn in reversed(maps):
             row = 0.5 * row + 0.5 * torch.bmm(row, attn.float().mean(dim=1))
         return row[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
@@ -172,10 +190,13 @@ def attention_rollout(model, inputs, targets=None, *, normalize=True, upsample=T
 
 
 def raw_attention(model, inputs, targets=None, *, normalize=True, upsample=True):
-    """The last block's head-averaged attention of the class token to the patches (class-agnostic)."""
+    """The last block's head-averaged attention of the class token (or, for patch-average pooling,
+    of the mean patch token) to the patches (class-agnostic)."""
     def combine(recorder, logits, targets, keep_graph):
         last = recorder.maps[-1].float().mean(dim=1)
-        return last[:, 0, recorder.num_prefix:].reshape(last.shape[0], 1, *recorder.grid)
+        batch, tokens = last.shape[0], last.shape[-1]
+        row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens, last.device)
+        return torch.bmm(row, last)[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
 
