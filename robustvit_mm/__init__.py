@@ -5,14 +5,14 @@ Importing the package registers every module in mmpretrain's registries, so a co
 """
 from . import compat
 
-# Upstream imports below run with only the known-harmless upstream warnings silenced (compat/
-# upstream_warnings.py; the filters are restored afterwards).
+# Import side effects, all of them here: the upstream patches of robustvit_mm/compat/ (safe
+# checkpoint loading, CPU distributed init/teardown); each can be switched off with
+# ROBUSTVIT_COMPAT_OFF=<name>. The module imports below only register our classes.
+compat.apply()
+
+# Upstream modules imported here run with only the known-harmless upstream warnings silenced
+# (compat/upstream_warnings.py; the filters are restored afterwards).
 with compat.quiet():
-    from .checkpoint import enable_local_checkpoint_loading, enable_safe_remote_loading
-
-    enable_local_checkpoint_loading()
-    enable_safe_remote_loading()
-
     from . import datasets, engine, evaluation, masks, models, relevance, visualization  # noqa: F401
     from .relevance import attention_rollout, gae_relevance, raw_attention
 

@@ -26,7 +26,7 @@ from mmpretrain.registry import MODELS
 import robustvit_mm  # noqa: F401
 from stock_run_helpers import (finish, free_port, load_state, make_tree, save_pretrained, start,
                                  tool_env, val_records, write_config)
-from robustvit_mm.engine import dist_cpu
+from robustvit_mm.compat import dist_cpu
 
 GLOO = ['env_cfg.dist_cfg.backend=gloo', 'model_wrapper_cfg.device_ids=None']
 
@@ -133,7 +133,7 @@ def test_process_group_is_destroyed_at_exit(tmp_path):
         import torch.distributed as torch_dist
         import robustvit_mm  # noqa: F401
         from mmengine.dist import init_dist
-        from robustvit_mm.engine import dist_cpu
+        from robustvit_mm.compat import dist_cpu
         dist_cpu.has_accelerator = lambda: False
         atexit.register(lambda: print('alive at exit:', torch_dist.is_initialized()))
         os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',

@@ -1,11 +1,15 @@
 """Distributed training on CPU processes (gloo) through the stock launcher, when torch sees no GPU.
 
-mmengine 0.10.7's ``_init_dist_pytorch`` (``--launcher pytorch``: ``dist_train.sh``, ``torchrun``)
-calls ``torch.cuda.set_device(LOCAL_RANK)`` whatever the backend; on a machine without a CUDA
-device that raises "Found no NVIDIA driver on your system" before any process group exists, so the
-gloo backend could never be used there. Importing this module (``robustvit_mm`` does) wraps that
-function: when torch sees an accelerator (CUDA, NPU, MLU, MUSA) mmengine's own code runs unchanged;
-without one, the process group is initialised with the configured backend and no device call.
+Upstream behaviour changed: mmengine 0.10.x's ``mmengine.dist.utils._init_dist_pytorch``
+(``--launcher pytorch``: ``dist_train.sh``, ``torchrun``) calls ``torch.cuda.set_device(LOCAL_RANK)``
+whatever the backend; on a machine without a CUDA device that raises "Found no NVIDIA driver on your
+system" before any process group exists, so the gloo backend could never be used there.
+:func:`enable_cpu_distributed` (called by ``robustvit_mm.compat.apply()`` when the package is
+imported) wraps that function: when torch sees an accelerator (CUDA, NPU, MLU, MUSA) mmengine's own
+code runs unchanged; without one, the process group is initialised with the configured backend and
+no device call. Needed with mmengine 0.10.x (checked on 0.10.7). Off:
+``ROBUSTVIT_COMPAT_OFF=dist_cpu`` (mmengine's function unwrapped: no CPU-only distributed runs, no
+teardown at exit).
 
 The backend stays a config switch, ``env_cfg.dist_cfg.backend`` ('nccl' in the runtime base). Without
 a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine passes
@@ -94,8 +98,6 @@ def enable_cpu_distributed():
     wrapped._robustvit_cpu_aware = True
     dist_utils._init_dist_pytorch = wrapped
 
-
-enable_cpu_distributed()
 
 __all__ = ['destroy_at_exit', 'enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch',
            'CPU_SWITCH']
