@@ -140,7 +140,8 @@ def test_relevance_term_alone_trains_the_attention_path():
     losses = model.loss(torch.randn(2, 3, SIZE, SIZE), samples(2))
     (losses['loss_background'] + losses['loss_foreground']).backward()
     assert model.backbone.layers[0].ffn.layers[1].weight.grad.abs().sum() > 0
-    # The gradient factor is a constant: the head only learns from the CE (reference §1.3).
+    # The gradient factor is a constant: the head only learns from the CE
+    # (docs/faithfulness.md#gradient-constant).
     head_grad = model.head.layers.head.weight.grad
     assert head_grad is None or head_grad.abs().sum() == 0
 
@@ -239,3 +240,28 @@ def test_predict_with_masks_but_no_labels_skips_the_training_loss():
     with torch.no_grad():
         out = model.predict(torch.randn(2, 3, SIZE, SIZE), data)
     assert 'relevance_losses' not in out[0] and out[0].pred_label is not None
+
+
+# ---------------------------------------------------------------- public surface
+def test_models_package_exports_every_registered_class():
+    import robustvit_mm.models as models
+    registered = {name for name, cls in MODELS.module_dict.items()
+                  if cls.__module__.startswith('robustvit_mm.models')}
+    assert registered and registered <= set(models.__all__)
+    for name in models.__all__:
+        assert hasattr(models, name), name
+
+
+def test_paper_hparams_data_file_is_complete():
+    from robustvit_mm.models import paper_hparams
+    hparams = paper_hparams()
+    models = hparams['robustvit']['models']
+    assert set(models) == {'ViT-B', 'ViT-L', 'AR-S', 'AR-B', 'AR-L', 'DeiT-S', 'DeiT-B'}
+    for kind in ('gradmask', 'rrr'):
+        published = set(hparams['baselines'][kind])
+        assert published | set(hparams['baselines']['unpublished']) == set(models)
+        assert not published & set(hparams['baselines']['unpublished'])
+        for values in hparams['baselines'][kind].values():
+            assert set(values) == {'lambda_cls', 'lambda_bg', 'lr'}
+            assert all(v > 0 for v in values.values())
+    assert 'provenance' in hparams['baselines'] and 'provenance' in hparams['robustvit']
