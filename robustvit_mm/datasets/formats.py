@@ -4,8 +4,12 @@
 - ``encode_imagenet_s_mask`` / ``decode_imagenet_s_mask``: the ImageNet-S mask PNG encoding,
   id = G * 256 + R (B = 0); id 0 = "other" (background), 1000 = "ignore", any other id = the object.
 - ``PAPER_NORM`` / ``IMAGENET_NORM``: ``ClsDataPreprocessor`` arguments (0-255 scale, RGB).
+- ``exif_orientation`` / ``apply_exif_orientation``: one rule for turning an image and its mask.
 """
+import io
+
 import numpy as np
+from PIL import Image
 
 # Lower case; compare with ``name.lower()`` (ImageNet ships ``.JPEG``). All of these decode with cv2.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
@@ -82,3 +86,36 @@ def decode_imagenet_s_mask(mask: np.ndarray, path: str = '?', channel_order: str
     red = mask[:, :, 2 if channel_order == 'bgr' else 0].astype(np.int32)
     green = mask[:, :, 1].astype(np.int32)
     return green * 256 + red
+
+
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of an encoded image; 1 when it has none or cannot be parsed."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            value = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - no readable EXIF means "as stored"; decoding errors come later
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+_ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],                        # mirror left-right
+    3: lambda a: a[::-1, ::-1],                     # rotate 180
+    4: lambda a: a[::-1],                           # mirror top-bottom
+    5: lambda a: a.swapaxes(0, 1),                  # transpose
+    6: lambda a: np.rot90(a, -1),                   # rotate 90 clockwise
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),      # transverse
+    8: lambda a: np.rot90(a, 1),                    # rotate 90 counter-clockwise
+}
+
+
+def apply_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W[, C]) array as a viewer shows a picture with that EXIF orientation (the same
+    result as PIL's ``ImageOps.exif_transpose``), so an image and its mask get the same rule."""
+    if orientation not in _ORIENT:
+        raise ValueError(f'EXIF orientation must be 1-8, got {orientation!r}')
+    return np.ascontiguousarray(_ORIENT[orientation](array))

@@ -19,9 +19,13 @@ from mmengine import fileio
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
-from .formats import BACKGROUND_ID, IGNORE_ID, decode_imagenet_s_mask
+from .formats import (BACKGROUND_ID, IGNORE_ID, apply_exif_orientation, decode_imagenet_s_mask,
+                      exif_orientation)
 
 MASK_KEYS = ('fg_mask', 'ignore_mask')
+# mmcv colour types that apply the EXIF orientation, and their stored-pixel twins.
+ORIENTING_COLOR_TYPES = {'color': 'color_ignore_orientation',
+                         'grayscale': 'grayscale_ignore_orientation'}
 
 
 @TRANSFORMS.register_module()
@@ -38,6 +42,13 @@ class LoadCheckedImage(LoadImageFromFile):
       process), then ``None``, on which mmengine's ``BaseDataset`` draws another sample. For training
       pipelines only: in a test set mmengine refuses ``None``, and a validation set would silently
       change.
+
+    Orientation: with ``color_type='color'`` (default) or ``'grayscale'`` the picture is turned by
+    its EXIF orientation tag, as mmcv does; ``'color_ignore_orientation'`` keeps the stored pixels
+    (what the authors' PIL loader gave, and what ImageNet-S masks are drawn on). Either way the
+    stored pixels are decoded and turned here, by ``apply_exif_orientation``, and
+    ``results['img_orientation']`` records the orientation applied (1 = as stored), so that
+    ``LoadForegroundMask`` turns the mask by exactly the same rule.
 
     The other arguments are those of ``mmcv.transforms.LoadImageFromFile``.
     """
@@ -68,17 +79,22 @@ class LoadCheckedImage(LoadImageFromFile):
             raise FileNotFoundError(f'LoadCheckedImage: image file {path!r} not found') from None
         if not data:
             return self._corrupt(path, 'is empty (0 bytes)')
+        flag = ORIENTING_COLOR_TYPES.get(self.color_type, self.color_type)
         try:
-            img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
+            img = mmcv.imfrombytes(data, flag=flag, backend=self.imdecode_backend)
         except Exception as error:  # decoders raise many types; all mean "cannot decode"
             img, detail = None, f' ({type(error).__name__}: {error})'
         else:
             detail = ''
         if img is None:
             return self._corrupt(path, f'cannot be decoded (corrupt, truncated or not an image){detail}')
+        orientation = exif_orientation(data) if self.color_type in ORIENTING_COLOR_TYPES else 1
+        if orientation != 1:
+            img = apply_exif_orientation(img, orientation)
         if self.to_float32:
             img = img.astype(np.float32)
-        results.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+        results.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+                       img_orientation=orientation)
         return results
 
     def __repr__(self) -> str:
@@ -109,6 +125,12 @@ class LoadForegroundMask(BaseTransform):
     If ``results['img']`` is present, its height and width must equal the mask's; otherwise a
     ``ValueError`` names both files and sizes. This is deliberately an error rather than a silent
     resize: ImageNet-S masks are at the resolution of their image, so a mismatch means wrong pairing.
+
+    Orientation: masks are drawn on the image's stored pixels (an EXIF orientation tag is not
+    applied to them). The mask is turned by ``results['img_orientation']``, the orientation
+    ``LoadCheckedImage`` applied to the image, so both follow one rule. An image loaded by another
+    loader (no ``img_orientation``) whose file carries an orientation tag other than 1 is an error
+    naming it: whether that loader turned the picture is unknown.
     """
 
     def __init__(self, ignore_pixels: str = 'background', backend_args: Optional[dict] = None):
@@ -129,12 +151,34 @@ class LoadForegroundMask(BaseTransform):
             raise ValueError(f'LoadForegroundMask: cannot decode mask {path!r} (corrupt or not an image)')
         return mask
 
+    def _image_orientation(self, results: Dict) -> int:
+        """The EXIF orientation applied to ``results['img']``; an error when it cannot be known."""
+        if 'img_orientation' in results:
+            return int(results['img_orientation'])
+        path = results.get('img_path')
+        try:
+            tag = exif_orientation(fileio.get(path, backend_args=self.backend_args)) if path else 1
+        except FileNotFoundError:
+            tag = 1
+        if tag != 1:
+            raise ValueError(
+                f'LoadForegroundMask: image {path!r} carries EXIF orientation {tag}, and the loader '
+                'that read it did not say whether it turned the picture (ImageNet-S masks are drawn '
+                f'on the stored pixels, so mask {results["mask_path"]!r} may be turned against it). '
+                "Load images with dict(type='LoadCheckedImage', "
+                "color_type='color_ignore_orientation') (stored pixels) or LoadCheckedImage() "
+                '(image and mask turned alike).')
+        return 1
+
     def transform(self, results: Dict) -> Dict:
         if 'mask_path' not in results:
             raise KeyError('LoadForegroundMask: results have no "mask_path" '
                            f'(keys: {sorted(results)})')
         path = results['mask_path']
         ids = decode_imagenet_s_mask(self._read(path), path)
+        img = results.get('img')
+        if img is not None:  # the same orientation rule as the image
+            ids = apply_exif_orientation(ids, self._image_orientation(results))
         present = np.unique(ids)
         categories = present[(present != BACKGROUND_ID) & (present != IGNORE_ID)]
         if categories.size > 1:
@@ -145,7 +189,6 @@ class LoadForegroundMask(BaseTransform):
         if self.ignore_pixels == 'foreground':
             fg |= ignore
 
-        img = results.get('img')
         if img is not None and tuple(img.shape[:2]) != ids.shape:
             raise ValueError(
                 f'LoadForegroundMask: mask {path!r} is {ids.shape[0]}x{ids.shape[1]} (HxW) but image '

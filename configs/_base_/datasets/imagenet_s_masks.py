@@ -39,7 +39,9 @@ data_preprocessor = dict(
 )
 
 train_pipeline = [
-    dict(type='LoadCheckedImage'),
+    # Stored pixels, EXIF orientation ignored: ImageNet-S masks are drawn on them (and the authors'
+    # PIL loader ignored it too); LoadForegroundMask turns the mask by the same rule as the image.
+    dict(type='LoadCheckedImage', color_type='color_ignore_orientation'),
     # ImageNet-S id = G*256 + R; ignore (1000) pixels are background in fg_mask
     # (docs/faithfulness.md#ignore-pixels).
     dict(type='LoadForegroundMask', ignore_pixels='background'),
@@ -61,7 +63,9 @@ train_pipeline = [
 ]
 
 val_pipeline = [
-    dict(type='LoadCheckedImage'),
+    # Stored pixels, EXIF orientation ignored: ImageNet-S masks are drawn on them (and the authors'
+    # PIL loader ignored it too); LoadForegroundMask turns the mask by the same rule as the image.
+    dict(type='LoadCheckedImage', color_type='color_ignore_orientation'),
     dict(type='LoadForegroundMask', ignore_pixels='background'),
     dict(
         type='WithMask',
