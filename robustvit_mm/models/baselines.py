@@ -57,7 +57,8 @@ class InputGradientPenalty(nn.Module):
             ``create_graph``), so the penalty is logged and enters the validation loss but gives
             the weights no gradient (docs/faithfulness.md#baseline-penalty).
         reverse_mask: background weight S~: 'reference' (the released three-substitution rule,
-            fractional mask pixels keep S~ = S) or 'exact' (1 - S); docs/faithfulness.md#reverse-mask.
+            fractional mask pixels keep S~ = S) or 'exact' (1 - S);
+            docs/faithfulness.md#reverse-mask.
         ignore_pixels: 'background' (released: ImageNet-S ignore pixels are background) or
             'exclude' (no penalty on them); docs/faithfulness.md#ignore-pixels.
     """

@@ -40,7 +40,8 @@ class RelevanceFinetuneLoss(nn.Module):
         L_fg = mean over ALL pixels of (r * S - S)^2    relevance must be 1 on the object
 
     Means run over every pixel of the batch (not per region), as in the paper's code
-    (docs/faithfulness.md#loss-averaging): the weights 2 and 0.3 are tuned for that. Defaults are the paper's: 0.8 * (2 * L_bg + 0.3 * L_fg).
+    (docs/faithfulness.md#loss-averaging): the weights 2 and 0.3 are tuned for that. Defaults are
+    the paper's: 0.8 * (2 * L_bg + 0.3 * L_fg).
 
     Args:
         reverse_mask: 'reference' (default, faithful) or 'exact' 1 - S; see :func:`reverse_mask`.
