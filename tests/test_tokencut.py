@@ -13,8 +13,8 @@ from PIL import Image
 from scipy import ndimage
 
 from robustvit_mm.datasets import encode_imagenet_s_mask
-from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tokencut_masks, ncut,
-                                tokencut_mask, write_mask_png)
+from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tokencut_masks,
+                                load_image, ncut, tokencut_mask, write_mask_png)
 from robustvit_mm.masks import tokencut as tc
 from robustvit_mm.masks.tokencut import (bipartition_with_seed, dino_last_keys, list_images,
                                          load_dino_state_dict, make_panel, ncut_affinity,
@@ -352,6 +352,26 @@ def test_symlink_loops_and_second_links_are_listed_once(tmp_path):
     written = sorted(osp.relpath(osp.join(d, f), out) for d, _, fs in os.walk(out) for f in fs)
     assert written == [osp.join('n01443537', 'a.png'), osp.join('n01443537', 'b.png'),
                        osp.join('n01484850', 'c.png')]
+
+
+def test_masks_are_drawn_on_the_stored_pixels_of_an_exif_rotated_jpeg(tmp_path):
+    """Like ImageNet-S masks: the EXIF orientation tag is ignored, so the mask pairs with the image
+    that the ImageNet-S config's LoadCheckedImage(color_type='color_ignore_orientation') reads."""
+    from robustvit_mm.datasets import LoadCheckedImage, LoadForegroundMask
+    root, out = tmp_path / 'imgs', str(tmp_path / 'masks')
+    (root / 'n01443537').mkdir(parents=True)
+    img = Image.fromarray(_two_colour_image((H, W)))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    path = str(root / 'n01443537' / 'a.JPEG')
+    img.save(path, quality=95, exif=exif.tobytes())
+    assert load_image(path).size == (W, H)
+    generate_tokencut_masks(str(root), out, model=_tiny_vit(), progress=False, refine=False)
+    mask_path = osp.join(out, 'n01443537', 'a.png')
+    assert _ids(mask_path).shape == (H, W)
+    results = LoadCheckedImage(color_type='color_ignore_orientation')(dict(img_path=path))
+    results = LoadForegroundMask()(dict(results, mask_path=mask_path))
+    assert results['fg_mask'].shape == results['img'].shape[:2] == (H, W)
 
 
 def test_generate_with_a_model_object_mirrors_the_tree_and_resumes(tmp_path):

@@ -13,9 +13,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from ..relevance import attention_rollout, gae_relevance, raw_attention
-
-METHODS = {'gae': gae_relevance, 'rollout': attention_rollout, 'raw_attention': raw_attention}
+from ..relevance import get_explainer
 
 
 @HOOKS.register_module()
@@ -24,16 +22,18 @@ class PredictedRelevanceHook(Hook):
 
     Args:
         method (str): ``'gae'`` (RobustViT's relevance, default), ``'rollout'`` (attention rollout)
-            or ``'raw_attention'`` (last block's CLS attention), for comparison.
+            or ``'raw'`` (last block's CLS attention; ``'raw_attention'`` also accepted), for
+            comparison (``robustvit_mm.relevance.get_explainer``).
         on_val (bool): also run before validation iterations (default True).
     """
 
     priority = 'NORMAL'
 
     def __init__(self, method='gae', on_val=True):
-        if method not in METHODS:
-            raise ValueError(f'PredictedRelevanceHook: method={method!r}, expected one of '
-                             f'{tuple(METHODS)}')
+        try:
+            self.explain = get_explainer(method)
+        except ValueError as error:
+            raise ValueError(f'PredictedRelevanceHook: {error}') from None
         self.method = method
         self.on_val = on_val
 
@@ -43,7 +43,7 @@ class PredictedRelevanceHook(Hook):
         model = runner.model
         core = model.module if is_model_wrapper(model) else model
         data = core.data_preprocessor(data_batch, False)
-        relevance, _ = METHODS[self.method](model, data['inputs'])  # handles no_grad callers
+        relevance, _ = self.explain(model, data['inputs'])  # handles no_grad callers
         relevance = relevance.detach().float().cpu()
         for sample, rel in zip(data_batch['data_samples'], relevance):
             sample.set_field(rel, 'relevance')
