@@ -5,3 +5,7 @@ from .machine import describe_machine, machine_info
 
 __all__ = ['ARMS', 'DEFAULT_ARMS', 'DemoOptions', 'run_demo']
 __all__ += ['describe_machine', 'machine_info']
+
+from .sweep import FAMILIES, Sweep  # noqa: E402
+
+__all__ += ['FAMILIES', 'Sweep']

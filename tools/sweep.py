@@ -1,0 +1,96 @@
+"""Run an experiment family of the paper through mmpretrain's STOCK train.py and test.py, resumably.
+
+    python tools/sweep.py appendix-e configs/robustvit/vit-base-p16_robustvit_imagenet-s.py \
+        --cfg-options load_from=checkpoints/vit-base-p16_in1k.pth \
+        train_dataloader.dataset.data_root=data/imagenet \
+        val_dataloader.dataset.data_root=data/imagenet \
+        test_dataloader.dataset.data_root=data/imagenet
+    python tools/sweep.py lr-grid CONFIG --values 0.5,1,2
+    python tools/sweep.py --list                        # the families, their values and rules
+
+Each point is a set of --cfg-options overrides of CONFIG, trained in work_dirs/<sweep>/<point>/ and
+tested on its best checkpoint (the config's test split: the held-out classes). A rerun skips
+finished points and resumes interrupted ones. Results: work_dirs/<sweep>/sweep_results.json (a JSON
+list of {point, config, overrides, work_dir, metrics, checkpoint}) and sweep_summary.{csv,md}.
+Shifted-set numbers of each point: tools/robustness_report.py --model POINT CONFIG CHECKPOINT
+(docs/reproduce.md).
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Run a sweep (an experiment family) through the stock train.py / test.py.',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('family', nargs='?', help='sweep family (see --list)')
+    parser.add_argument('config', nargs='?', help='the config every point starts from')
+    parser.add_argument('--list', action='store_true', help='list the families and exit')
+    parser.add_argument('--values', help='comma-separated values of the family (default: its own)')
+    parser.add_argument('--name', help='sweep name (default: <config stem>_<family>)')
+    parser.add_argument('--work-dir', help='sweep root (default: work_dirs/<name>)')
+    parser.add_argument('--checkpoint', choices=('best', 'last'), default='best',
+                        help='checkpoint each point is tested with (default: best, the '
+                        'paper\'s rule)')
+    parser.add_argument('--keep-going', action='store_true',
+                        help='report a failed point and go on with the others')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='check the keys and print the points and commands; launch nothing')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='key=value overrides applied to every point (checked against '
+                        'the config)')
+    args = parser.parse_args(argv)
+    if not args.list and not (args.family and args.config):
+        parser.error('give FAMILY and CONFIG (or --list)')
+    return args
+
+
+def _values(text):
+    if text is None:
+        return None
+    out = []
+    for v in text.split(','):
+        v = v.strip()
+        try:
+            out.append(int(v))
+        except ValueError:
+            try:
+                out.append(float(v))
+            except ValueError:
+                raise SystemExit(f'error: --values: {v!r} is not a number')
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from robustvit_mm.compat import silence_known_upstream_warnings
+    silence_known_upstream_warnings()
+    from robustvit_mm.apis.sweep import Sweep, describe_families
+    if args.list:
+        print(describe_families())
+        return 0
+    try:
+        sweep = Sweep(args.family, args.config, values=_values(args.values),
+                      cfg_options=dict(args.cfg_options), work_dir=args.work_dir, name=args.name,
+                      checkpoint=args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f'sweep {sweep.name}: {sweep.spec.paper} -> {sweep.work_dir}')
+        print(f'rule: {sweep.spec.rule}')
+        for i, point in enumerate(sweep.points, 1):
+            print(f'[{i}/{len(sweep.points)}] {point.name}: {point.overrides}\n    '
+                  + ' '.join(sweep.train_command(point)))
+        return 0
+    records = sweep.run(keep_going=args.keep_going)
+    print(f'{len(records)} point(s) finished; {sweep.work_dir}/sweep_summary.md:')
+    with open(f'{sweep.work_dir}/sweep_summary.md') as f:
+        print(f.read())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
