@@ -22,7 +22,9 @@ own safe unpickler, which already allows ``collections.OrderedDict``):
 - ``builtins.getattr``, replaced by :func:`history_buffer_getattr`, which only returns
   ``getattr(HistoryBuffer, name)`` for its statistics methods (min, max, current, mean): a
   HistoryBuffer pickles its statistics methods that way; any other getattr would reopen code
-  execution and is refused.
+  execution and is refused;
+- ``OneCycleParamScheduler`` and its two pure annealing staticmethods (through the same getattr
+  guard): a OneCycleLR run stores its annealing function in the scheduler state.
 
 Full unpickling (can run arbitrary code) only on request: environment variable
 ``ROBUSTVIT_TRUST_CHECKPOINTS=1``, or ``load_checkpoint_file(path, trust=True)``. A file that needs
@@ -40,17 +42,23 @@ import pickle
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 TRUST_ENV = 'ROBUSTVIT_TRUST_CHECKPOINTS'
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+ONE_CYCLE_ANNEALING = ('_annealing_cos', '_annealing_linear')
 
 
 def history_buffer_getattr(obj, name):
-    """Stands in for ``builtins.getattr`` while unpickling: HistoryBuffer's statistics methods only."""
+    """Stands in for ``builtins.getattr`` while unpickling: HistoryBuffer's statistics methods only,
+    and the pure annealing staticmethods that mmengine's OneCycleParamScheduler keeps in its state
+    dict (so every checkpoint of a OneCycleLR run names one)."""
     if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
         return getattr(HistoryBuffer, name)
+    if obj is OneCycleParamScheduler and name in ONE_CYCLE_ANNEALING:
+        return getattr(OneCycleParamScheduler, name)
     raise pickle.UnpicklingError(
         f'refused getattr({getattr(obj, "__qualname__", type(obj).__name__)}, {name!r}): a safe '
         f'checkpoint may only name HistoryBuffer.{"/".join(HISTORY_BUFFER_STATISTICS)}')
@@ -66,7 +74,8 @@ def _numpy_globals():
             (multiarray.scalar, 'numpy.core.multiarray.scalar')]
 
 
-ALLOWED_GLOBALS = [*_numpy_globals(), HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')]
+ALLOWED_GLOBALS = [*_numpy_globals(), HistoryBuffer, OneCycleParamScheduler,
+                   (history_buffer_getattr, 'builtins.getattr')]
 
 
 @contextlib.contextmanager
