@@ -1,84 +1,31 @@
 """The GAE engine (`robustvit_mm.relevance.gae`) against a deliberately simple reference.
 
-The reference below is written from reference.md §1.2 and kept as literal as possible: the full
-(B, N, N) matrix R, one separate ``autograd.grad`` per block, ``scale_factor=patch`` interpolation and a
-min-max without epsilon. The engine uses a row-vector shortcut and ONE ``autograd.grad``; both must give
-the same maps to 1e-5 for every supported model family, at several resolutions, square or not.
-That the recorded maps ARE the attention probabilities is checked independently in test_capture.py
-(and once more here, via the qkv projection, for the reference's own input).
+The reference (``robustvit_mm.apis.benchmark.reference_gae``, also the benchmark's reference-style
+step) is kept as literal as the released code: the full (B, N, N) matrix R, one separate
+``autograd.grad`` per block and a min-max without epsilon. The engine uses a row-vector shortcut and
+ONE ``autograd.grad``; both must give the same maps to 1e-5 for every supported model family, at
+several resolutions, square or not. That the recorded maps ARE the attention probabilities is
+checked independently of the recorder (from the fused forward's q/k/v and attention output).
 """
-import contextlib
 import inspect
-import logging
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401  (registers the plugin, as a config's custom_imports would)
+from robustvit_mm.apis.benchmark import reference_gae
 from robustvit_mm.relevance import AttentionRecorder, attention_rollout, gae_relevance, raw_attention
 
 init_default_scope('mmpretrain')
 
 NUM_CLASSES = 7
-TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
 # --------------------------------------------------------------------------- tiny models
-@contextlib.contextmanager
-def quiet_mmengine():
-    """init_weights() logs one INFO paragraph per parameter."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _randomise_head(head, std=0.5):
-    """VisionTransformerClsHead.init_weights() zeroes the head: every d logit / d attention would be 0."""
-    for param in head.parameters():
-        torch.nn.init.normal_(param, std=std)
-
-
-def build_model(family, img_size=32, patch=4, depth=2, seed=0, **backbone_kwargs):
-    """A tiny supported model of ``family``, in eval mode, with a random (non-zero) head."""
-    torch.manual_seed(seed)
-    if family in ('vit', 'deit_distilled', 'deit3'):
-        backbone_type = dict(vit='VisionTransformer', deit_distilled='DistilledVisionTransformer',
-                             deit3='DeiT3')[family]
-        head_type = 'DeiTClsHead' if family == 'deit_distilled' else 'VisionTransformerClsHead'
-        arch = dict(TINY_ARCH, num_layers=depth)
-        model = MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type=backbone_type, arch=arch, img_size=img_size, patch_size=patch,
-                          **backbone_kwargs),
-            neck=None,
-            head=dict(type=head_type, num_classes=NUM_CLASSES, in_channels=arch['embed_dims'])))
-        with quiet_mmengine():
-            model.init_weights()  # the real initialisation: zero head, trunc-normal pos_embed ...
-        head = model.head
-    elif family == 'timm':
-        model = timm.create_model('vit_tiny_patch16_224', img_size=img_size, patch_size=patch,
-                                  depth=depth, embed_dim=48, num_heads=3, num_classes=NUM_CLASSES,
-                                  dynamic_img_size=True, **backbone_kwargs)
-        head = model.head
-    elif family == 'timm_classifier':
-        model = MODELS.build(dict(
-            type='TimmClassifier', model_name='vit_tiny_patch16_224', pretrained=False,
-            img_size=img_size, patch_size=patch, depth=depth, embed_dim=48, num_heads=3,
-            num_classes=NUM_CLASSES, dynamic_img_size=True, **backbone_kwargs))
-        head = model.model.head
-    else:
-        raise ValueError(family)
-    _randomise_head(head)
-    return model.eval()
+# Built by the shared fixtures (tests/conftest.py: tiny_model(family, ...), head randomised).
 
 
 def plain_logits(model, inputs):
@@ -108,34 +55,6 @@ def record(model, inputs):
     with AttentionRecorder(model) as rec:
         logits = plain_logits(model, inputs)
     return logits, list(rec.maps)
-
-
-def reference_gae(model, inputs, targets, patch, prefix, normalize=True, upsample=True):
-    """reference.md §1.2, step by step."""
-    logits, maps = record(model, inputs)
-    batch = inputs.shape[0]
-    if targets is None:
-        targets = logits.argmax(dim=1)
-    one_hot = torch.zeros_like(logits)
-    one_hot[torch.arange(batch), targets] = 1
-    score = (one_hot * logits).sum()
-    tokens = maps[0].shape[-1]
-    relevance = torch.eye(tokens).expand(batch, tokens, tokens).to(logits)
-    for attn in maps:
-        grad = torch.autograd.grad(score, [attn], retain_graph=True)[0]
-        cam = (grad * attn).clamp(min=0).mean(dim=1)
-        relevance = relevance + torch.bmm(cam, relevance)
-    relevance = relevance[:, 0, prefix:]
-    height, width = inputs.shape[-2] // patch, inputs.shape[-1] // patch
-    relevance = relevance.reshape(batch, 1, height, width)
-    if upsample:
-        relevance = F.interpolate(relevance, scale_factor=patch, mode='bilinear')
-    if normalize:
-        flat = relevance.flatten(1)
-        low = flat.min(dim=1, keepdim=True).values
-        high = flat.max(dim=1, keepdim=True).values
-        relevance = ((flat - low) / (high - low)).view_as(relevance)
-    return relevance, logits
 
 
 def reference_rollout(model, inputs, patch, prefix, last_only=False):
@@ -189,8 +108,8 @@ SIZES = [  # (height, width, patch)
 # --------------------------------------------------------------------------- parity
 @pytest.mark.parametrize('height,width,patch', SIZES, ids=[f'{h}x{w}p{p}' for h, w, p in SIZES])
 @pytest.mark.parametrize('family', FAMILIES)
-def test_gae_matches_reference_loop(family, height, width, patch):
-    model = build_model(family, img_size=height, patch=patch)
+def test_gae_matches_reference_loop(tiny_model, family, height, width, patch):
+    model = tiny_model(family, img_size=height, patch=patch)
     torch.manual_seed(1)
     inputs = torch.randn(3, 3, height, width)
 
@@ -199,7 +118,7 @@ def test_gae_matches_reference_loop(family, height, width, patch):
     for recorded, truth in zip(maps, true_attention(model, inputs)):
         torch.testing.assert_close(recorded.detach(), truth, atol=1e-6, rtol=1e-5)
 
-    expected, expected_logits = reference_gae(model, inputs, None, patch, num_prefix(family))
+    expected, expected_logits = reference_gae(model, inputs)
     relevance, logits = gae_relevance(model, inputs)
     assert relevance.shape == (3, 1, height, width)
     assert relevance.dtype == torch.float32
@@ -211,20 +130,20 @@ def test_gae_matches_reference_loop(family, height, width, patch):
 
 
 @pytest.mark.parametrize('family', FAMILIES)
-def test_raw_and_grid_outputs_match_reference(family):
+def test_raw_and_grid_outputs_match_reference(tiny_model, family):
     """normalize=False: the reference's map before min-max; upsample=False: the (B, 1, h, w) grid."""
     height, width, patch = 32, 48, 4
-    model = build_model(family, img_size=height, patch=patch)
+    model = tiny_model(family, img_size=height, patch=patch)
     inputs = torch.randn(2, 3, height, width)
     prefix = num_prefix(family)
 
-    raw_expected, _ = reference_gae(model, inputs, None, patch, prefix, normalize=False)
+    raw_expected, _ = reference_gae(model, inputs, None, normalize=False)
     raw, _ = gae_relevance(model, inputs, normalize=False)
     torch.testing.assert_close(raw.detach(), raw_expected.detach(), atol=1e-6, rtol=1e-5)
     assert raw.amax() > 0 and not torch.allclose(raw.flatten(1).amax(1), torch.ones(2)), \
         'normalize=False must not min-max'
 
-    grid_expected, _ = reference_gae(model, inputs, None, patch, prefix, normalize=False,
+    grid_expected, _ = reference_gae(model, inputs, None, normalize=False,
                                      upsample=False)
     grid, _ = gae_relevance(model, inputs, normalize=False, upsample=False)
     assert grid.shape == (2, 1, height // patch, width // patch)
@@ -240,14 +159,14 @@ def test_raw_and_grid_outputs_match_reference(family):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device on this machine')
 @pytest.mark.parametrize('family', FAMILIES)
-def test_gae_matches_reference_loop_on_cuda(family):
-    model = build_model(family, img_size=32, patch=4).cuda()
+def test_gae_matches_reference_loop_on_cuda(tiny_model, family):
+    model = tiny_model(family, img_size=32, patch=4).cuda()
     inputs = torch.randn(2, 3, 32, 48, device='cuda')
     # TF32 matmuls would make both sides approximate in different ways.
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        expected, expected_logits = reference_gae(model, inputs, None, 4, num_prefix(family))
+        expected, expected_logits = reference_gae(model, inputs)
         relevance, logits = gae_relevance(model, inputs)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
@@ -260,8 +179,8 @@ def test_gae_matches_reference_loop_on_cuda(family):
 
 # --------------------------------------------------------------------------- targets
 @pytest.mark.parametrize('family', ['vit', 'timm'])
-def test_targets_none_explains_argmax_and_explicit_targets_change_the_map(family):
-    model = build_model(family)
+def test_targets_none_explains_argmax_and_explicit_targets_change_the_map(tiny_model, family):
+    model = tiny_model(family)
     torch.manual_seed(3)
     inputs = torch.randn(4, 3, 32, 32)
     top1 = plain_logits(model, inputs).argmax(dim=1)
@@ -273,7 +192,7 @@ def test_targets_none_explains_argmax_and_explicit_targets_change_the_map(family
     others = (top1 + 1 + torch.arange(4)) % NUM_CLASSES  # never the top-1
     assert (others != top1).all()
     other_maps, _ = gae_relevance(model, inputs, others)
-    expected, _ = reference_gae(model, inputs, others, 4, 1)
+    expected, _ = reference_gae(model, inputs, others)
     torch.testing.assert_close(other_maps.detach(), expected.detach(), atol=1e-5, rtol=0)
     per_sample_change = (other_maps - default).abs().flatten(1).amax(dim=1)
     assert (per_sample_change > 1e-2).all(), per_sample_change
@@ -311,8 +230,8 @@ def _param_groups(model, family):
 
 
 @pytest.mark.parametrize('family', ['vit', 'timm'])
-def test_gradient_reaches_exactly_the_attention_path(family):
-    model = build_model(family, depth=3)
+def test_gradient_reaches_exactly_the_attention_path(tiny_model, family):
+    model = tiny_model(family, depth=3)
     inputs = torch.randn(2, 3, 32, 32)
     last_only, earlier, extra_tokens, last_qkv, first_qkv = _param_groups(model, family)
 
@@ -345,8 +264,8 @@ def test_gradient_reaches_exactly_the_attention_path(family):
         'create_graph=True must reach the head'
 
 
-def test_create_graph_does_not_change_the_values():
-    model = build_model('vit')
+def test_create_graph_does_not_change_the_values(tiny_model):
+    model = tiny_model('vit')
     inputs = torch.randn(2, 3, 32, 32)
     first, _ = gae_relevance(model, inputs)
     second, _ = gae_relevance(model, inputs, create_graph=True)
@@ -355,8 +274,8 @@ def test_create_graph_does_not_change_the_values():
 
 # --------------------------------------------------------------------------- batch independence
 @pytest.mark.parametrize('family', ['vit', 'deit_distilled', 'timm'])
-def test_relevance_of_a_sample_ignores_the_rest_of_the_batch(family):
-    model = build_model(family)
+def test_relevance_of_a_sample_ignores_the_rest_of_the_batch(tiny_model, family):
+    model = tiny_model(family)
     torch.manual_seed(5)
     inputs = torch.randn(3, 3, 32, 32)
     changed = inputs.clone()
@@ -393,8 +312,8 @@ def _all_hooks(model):
 
 @pytest.mark.parametrize('explain', [gae_relevance, attention_rollout, raw_attention])
 @pytest.mark.parametrize('family', FAMILIES)
-def test_logits_are_the_normal_forward_and_the_model_is_restored(family, explain):
-    model = build_model(family)
+def test_logits_are_the_normal_forward_and_the_model_is_restored(tiny_model, family, explain):
+    model = tiny_model(family)
     inputs = torch.randn(2, 3, 32, 32)
     before_state = _fused_state(model, family)
     with torch.no_grad():
@@ -417,8 +336,8 @@ def test_logits_are_the_normal_forward_and_the_model_is_restored(family, explain
     torch.testing.assert_close(after, before, atol=0, rtol=0)
 
 
-def test_model_is_restored_after_an_error_inside():
-    model = build_model('vit')
+def test_model_is_restored_after_an_error_inside(tiny_model):
+    model = tiny_model('vit')
     state = _fused_state(model, 'vit')
     with pytest.raises(ValueError):
         gae_relevance(model, torch.randn(1, 3, 30, 30))
@@ -429,8 +348,8 @@ def test_model_is_restored_after_an_error_inside():
 # --------------------------------------------------------------------------- no_grad / modes
 @pytest.mark.parametrize('train_mode', [False, True], ids=['eval', 'train'])
 @pytest.mark.parametrize('family', ['vit', 'deit_distilled', 'timm', 'timm_classifier'])
-def test_works_under_no_grad_and_returns_detached(family, train_mode):
-    model = build_model(family).train(train_mode)
+def test_works_under_no_grad_and_returns_detached(tiny_model, family, train_mode):
+    model = tiny_model(family).train(train_mode)
     inputs = torch.randn(2, 3, 32, 32)
     with_grad, logits_grad = gae_relevance(model, inputs)
     assert with_grad.requires_grad
@@ -445,16 +364,16 @@ def test_works_under_no_grad_and_returns_detached(family, train_mode):
     assert all(p.grad is None for p in model.parameters()), 'the engine must not touch .grad'
 
 
-def test_frozen_parameters_still_get_a_relevance_map():
+def test_frozen_parameters_still_get_a_relevance_map(tiny_model):
     """Frozen stages (mmpretrain ``frozen_stages``) or a fully frozen copy: G_l is still defined.
 
     Known bug (see the report): the first block's attention map does not require grad when
     everything before it is frozen, and ``torch.autograd.grad`` over all maps raises
     'One of the differentiated Tensors does not require grad'.
     """
-    model = build_model('vit', frozen_stages=1)
+    model = tiny_model('vit', frozen_stages=1)
     inputs = torch.randn(2, 3, 32, 32)
-    expected_model = build_model('vit')  # same seed: same weights, nothing frozen
+    expected_model = tiny_model('vit')  # same seed: same weights, nothing frozen
     expected, _ = gae_relevance(expected_model, inputs)
     relevance, _ = gae_relevance(model, inputs)
     torch.testing.assert_close(relevance.detach(), expected.detach(), atol=1e-5, rtol=0)
@@ -466,12 +385,13 @@ def test_frozen_parameters_still_get_a_relevance_map():
 
 # --------------------------------------------------------------------------- degenerate inputs
 @pytest.mark.parametrize('family', ['vit', 'timm'])
-def test_zero_head_gives_finite_zero_relevance(family):
-    model = build_model(family)
-    head = model.head if family == 'vit' else model.head
-    for param in head.parameters():
+def test_zero_head_gives_finite_zero_relevance(tiny_model, family):
+    model = tiny_model(family)
+    for param in model.head.parameters():  # mmpretrain VisionTransformerClsHead / timm Linear
         torch.nn.init.zeros_(param)
     inputs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.count_nonzero(plain_logits(model, inputs)) == 0  # the premise: no signal
     for normalize in (True, False):
         relevance, _ = gae_relevance(model, inputs, normalize=normalize)
         assert torch.isfinite(relevance).all()
@@ -482,8 +402,8 @@ def test_zero_head_gives_finite_zero_relevance(family):
 
 
 @pytest.mark.parametrize('family', ['vit', 'deit3', 'timm'])
-def test_constant_image_gives_finite_relevance_in_unit_range(family):
-    model = build_model(family)
+def test_constant_image_gives_finite_relevance_in_unit_range(tiny_model, family):
+    model = tiny_model(family)
     for value in (0.0, 0.7):
         relevance, logits = gae_relevance(model, torch.full((2, 3, 32, 32), value))
         assert torch.isfinite(relevance).all() and torch.isfinite(logits).all()
@@ -509,10 +429,10 @@ def test_non_vit_models_get_a_type_error_naming_what_is_supported():
 
 
 @pytest.mark.parametrize('family', ['vit', 'deit3', 'timm', 'timm_classifier'])
-def test_input_not_divisible_by_patch_is_a_value_error_naming_the_sizes(family):
+def test_input_not_divisible_by_patch_is_a_value_error_naming_the_sizes(tiny_model, family):
     """Known bug for timm (see the report): timm's own AssertionError fires before the check,
     because the check runs in a forward hook (after the patch embedding) instead of a pre-hook."""
-    model = build_model(family, img_size=32, patch=4)
+    model = tiny_model(family, img_size=32, patch=4)
     with pytest.raises(ValueError) as info:
         gae_relevance(model, torch.randn(1, 3, 30, 34))
     message = str(info.value)
@@ -520,13 +440,13 @@ def test_input_not_divisible_by_patch_is_a_value_error_naming_the_sizes(family):
 
 
 # --------------------------------------------------------------------------- rollout / raw
-def test_rollout_and_raw_attention_have_the_gae_signature_and_shapes():
+def test_rollout_and_raw_attention_have_the_gae_signature_and_shapes(tiny_model):
     params = lambda fn: [p for p in inspect.signature(fn).parameters.values()  # noqa: E731
                          if p.name != 'create_graph']
     assert params(attention_rollout) == params(gae_relevance)
     assert params(raw_attention) == params(gae_relevance)
 
-    model = build_model('vit')
+    model = tiny_model('vit')
     inputs = torch.randn(2, 3, 32, 48)
     for explain in (gae_relevance, attention_rollout, raw_attention):
         relevance, logits = explain(model, inputs)
@@ -540,8 +460,8 @@ def test_rollout_and_raw_attention_have_the_gae_signature_and_shapes():
 
 
 @pytest.mark.parametrize('family', ['vit', 'deit_distilled', 'timm'])
-def test_rollout_and_raw_attention_match_simple_references(family):
-    model = build_model(family, depth=3)
+def test_rollout_and_raw_attention_match_simple_references(tiny_model, family):
+    model = tiny_model(family, depth=3)
     # Freshly initialised attention is nearly uniform (rollout range ~1e-4 of its mean for timm), and a
     # min-max of a flat map amplifies float noise: sharpen the attention so the comparison means something.
     torch.manual_seed(7)
@@ -583,3 +503,151 @@ def test_get_explainer_names_every_method_and_refuses_others():
     assert get_explainer('raw') is raw_attention is get_explainer('raw_attention')
     with pytest.raises(ValueError, match=r"'gradcam'.*\['gae', 'raw', 'rollout'\]"):
         get_explainer('gradcam')
+
+
+# --------------------------------------------------------------------------- every attention family
+NEW_FAMILIES = ['beit', 'beit_cls', 'eva02', 'timm_beit', 'timm_eva', 'timm_eva_reg']
+
+
+def value_and_output(model, inputs):
+    """Per block of the model's ordinary forward (no recorder): v (from the attention module's
+    input and its weights) and what the attention fed to its output projection, per head."""
+    inputs_seen, mixed = [], []
+    handles = []
+    for module in attention_modules(model):
+        handles.append(module.register_forward_pre_hook(lambda m, a: inputs_seen.append(a[0])))
+        handles.append(module.proj.register_forward_pre_hook(lambda m, a: mixed.append(a[0])))
+    try:
+        with torch.no_grad():
+            plain_logits(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    pairs = []
+    for module, x, out in zip(attention_modules(model), inputs_seen, mixed):
+        dim, heads = x.shape[-1], module.num_heads
+        bias = getattr(module, 'v_bias', None)
+        if bias is None and module.qkv.bias is not None:
+            bias = module.qkv.bias[2 * dim:]
+        value = F.linear(x, module.qkv.weight[2 * dim:], bias)
+        split = lambda t: t.reshape(*t.shape[:2], heads, -1).transpose(1, 2).double()  # noqa: E731
+        pairs.append((split(value), split(out)))
+    return pairs
+
+
+@pytest.mark.parametrize('family', NEW_FAMILIES + ['vit', 'deit3', 'timm'])
+def test_recorded_maps_are_what_the_ordinary_forward_multiplies_v_by(tiny_model, family):
+    """Independent of how a family forms its scores (relative position bias, RoPE, registers):
+    with head_dim >= tokens, v has full row rank, so the attention is the unique A with
+    A v = (what the fused forward fed to proj), i.e. (proj input) v^+."""
+    model = tiny_model(family, img_size=12, patch=4)  # 9 patches + prefix <= 16 = head_dim
+    sharpen_qkv(model)
+    with torch.no_grad():  # a zero-initialised class token (BEiT) has v = 0: rank deficient
+        vit_of(model).cls_token.normal_()
+    inputs = torch.randn(2, 3, 12, 12)
+    with AttentionRecorder(model) as recorder:
+        plain_logits(model, inputs)
+    pairs = value_and_output(model, inputs)
+    assert len(recorder.maps) == len(pairs) == 2
+    for recorded, (value, out) in zip(recorder.maps, pairs):
+        assert value.shape[-2] <= value.shape[-1], 'the test needs head_dim >= tokens'
+        truth = out @ torch.linalg.pinv(value)
+        torch.testing.assert_close(recorded.detach().double(), truth, atol=1e-4, rtol=1e-4)
+        assert recorded.amax() > 2.0 / recorded.shape[-1], 'a uniform map would make this weak'
+
+
+def sharpen_qkv(model, std=0.3):
+    """Near-uniform fresh attention (and, with a patch-average head, relevance that varies by ~1e-4
+    of its mean) would make the comparisons weak: sharper q/k/v weights."""
+    generator = torch.Generator().manual_seed(7)
+    for module in attention_modules(model):
+        with torch.no_grad():
+            module.qkv.weight.copy_(torch.randn(module.qkv.weight.shape, generator=generator) * std)
+
+
+@pytest.mark.parametrize('family', NEW_FAMILIES)
+def test_gae_matches_reference_loop_for_every_family(tiny_model, family):
+    model = tiny_model(family, img_size=32, patch=4)
+    sharpen_qkv(model)
+    torch.manual_seed(1)
+    inputs = torch.randn(3, 3, 32, 32)
+    # The reference in float64: what is measured is the engine's own float32 error.
+    expected, expected_logits = reference_gae(model, inputs, dtype=torch.float64)
+    relevance, logits = gae_relevance(model, inputs)
+    assert torch.isfinite(expected).all(), 'reference map is degenerate: the test would be vacuous'
+    difference = (relevance - expected).abs().max().item()
+    print(f'{family}: max |gae_relevance - reference| = {difference:.1e}')
+    torch.testing.assert_close(relevance.detach(), expected.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits.detach(), expected_logits.detach(), atol=1e-5, rtol=1e-5)
+    raw, _ = gae_relevance(model, inputs, normalize=False, upsample=False)
+    raw_expected, _ = reference_gae(model, inputs, normalize=False, upsample=False,
+                                    dtype=torch.float64)
+    torch.testing.assert_close(raw.detach(), raw_expected.detach(), atol=1e-6, rtol=1e-5)
+    with torch.no_grad():  # the recorded forward is the ordinary forward
+        torch.testing.assert_close(logits.detach(), plain_logits(model, inputs), atol=1e-5,
+                                   rtol=1e-5)
+
+
+@pytest.mark.parametrize('family', NEW_FAMILIES)
+def test_new_families_are_restored_exactly(tiny_model, family):
+    model = tiny_model(family)
+    fused = [m.__dict__.get('fused_attn', 'absent') for m in attention_modules(model)]
+    with torch.no_grad():
+        before = plain_logits(model, torch.ones(1, 3, 32, 32))
+    gae_relevance(model, torch.ones(1, 3, 32, 32))
+    assert [m.__dict__.get('fused_attn', 'absent') for m in attention_modules(model)] == fused
+    assert _all_hooks(model) == []
+    with torch.no_grad():
+        torch.testing.assert_close(plain_logits(model, torch.ones(1, 3, 32, 32)), before,
+                                   atol=0, rtol=0)
+
+
+def test_patch_average_heads_read_the_mean_patch_row(tiny_model):
+    """BEiT as fine-tuned pools the patch tokens: its class token's output never reaches the head,
+    so the class token's row would be the wrong one; the engine reads the patches' mean row."""
+    from robustvit_mm.relevance.capture import readout
+    avg, cls = tiny_model('beit'), tiny_model('beit_cls')
+    assert readout(avg.backbone, 'mmpretrain') == 'avg'
+    assert readout(cls.backbone, 'mmpretrain') == 'token'
+
+
+def test_a_block_that_records_nothing_is_an_error_at_once(tiny_model):
+    model = tiny_model('timm', depth=3)
+    with pytest.raises(RuntimeError, match=r'VisionTransformer recorded no attention map in '
+                                           r'block\(s\) \[1\] of 3'):
+        with AttentionRecorder(model):
+            model.blocks[1].attn.fused_attn = True  # as if this block computed attention unseen
+            plain_logits(model, torch.randn(1, 3, 32, 32))
+
+
+def _unsupported_models():
+    import timm
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    head = dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=32)
+    return [
+        ('RevVisionTransformer', 'reversible',
+         dict(type='RevVisionTransformer', arch=arch, img_size=32, patch_size=4)),
+        ('SwinTransformer', 'window attention',
+         dict(type='SwinTransformer', arch=dict(embed_dims=32, depths=[1, 1, 1, 1],
+                                                num_heads=[1, 1, 1, 1]), img_size=32)),
+        ('no class token', 'class token',
+         timm.create_model('vit_tiny_patch16_224', img_size=32, patch_size=4, depth=1,
+                           class_token=False, global_pool='avg', num_classes=NUM_CLASSES)),
+        ('attention pooling', 'global_pool="map"',
+         timm.create_model('vit_tiny_patch16_224', img_size=32, patch_size=4, depth=1,
+                           global_pool='map', num_classes=NUM_CLASSES)),
+    ], head
+
+
+@pytest.mark.parametrize('index', range(4))
+def test_unsupported_models_get_a_type_error_saying_why_at_build_and_first_call(index):
+    models, head = _unsupported_models()
+    name, reason, model = models[index]
+    if isinstance(model, dict):  # an mmpretrain backbone: build the relevance-guided classifier
+        with pytest.raises(TypeError, match=reason):
+            MODELS.build(dict(type='RelevanceGuidedClassifier', backbone=model, neck=dict(
+                type='GlobalAveragePooling'), head=head))
+        model = MODELS.build(dict(type='ImageClassifier', backbone=model,
+                                  neck=dict(type='GlobalAveragePooling'), head=head))
+    with pytest.raises(TypeError, match=reason):
+        gae_relevance(model, torch.randn(1, 3, 32, 32))

@@ -100,16 +100,30 @@ def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normaliz
     Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance. Computed in float32 with
     autocast off, whatever the dtype of the maps (bf16/fp16 training stays stable).
     """
-    batch, _, tokens, _ = maps[0].shape
     with torch.autocast(device_type=maps[0].device.type, enabled=False):
-        row = readout_row(readout, num_prefix, batch, tokens, maps[0].device)
-        for attn, grad in zip(reversed(maps), reversed(grads)):
-            row = row + torch.bmm(row, grad_weighted_attention(attn, grad))
-        relevance = row[:, 0, num_prefix:].reshape(batch, 1, *grid)
+        relevance = _patch_relevance(maps, grads, num_prefix, grid, readout,
+                                     with_constant=not normalize)
         if out_size is not None:
             relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
                                       align_corners=False)
         return min_max_normalize(relevance) if normalize else relevance
+
+
+def _patch_relevance(maps, grads, num_prefix, grid, readout, with_constant):
+    """The readout row of R over the patches, ``(B, 1, h, w)`` float32.
+
+    The row is w + delta (w: the readout row). w's patch entries are a constant (0 for the class
+    token, 1/P for a patch-average head) that a min-max removes, so it is kept apart and added only
+    ``with_constant``: with a patch-average head delta can be ~1e-4 of 1/P, and in the sum its
+    last digits would be lost to float32 rounding.
+    """
+    batch, _, tokens, _ = maps[0].shape
+    start = readout_row(readout, num_prefix, batch, tokens, maps[0].device)
+    delta = torch.zeros_like(start)
+    for attn, grad in zip(reversed(maps), reversed(grads)):
+        delta = delta + torch.bmm(start + delta, grad_weighted_attention(attn, grad))
+    row = start + delta if with_constant else delta
+    return row[:, 0, num_prefix:].reshape(batch, 1, *grid)
 
 
 def min_max_normalize(maps):
@@ -160,14 +174,15 @@ def gae_relevance(model, inputs, targets=None, *, normalize=True, upsample=True,
         ONE ``autograd.grad`` over all blocks' maps. Works under ``torch.no_grad()`` callers.
     """
     def combine(recorder, logits, targets, keep_graph):
+        # Normalised maps need no constant share (the min-max after upsampling removes it).
         if targets is None:
             targets = logits.argmax(dim=1)
         # Sum of the target logits: sample b's logit has zero gradient on other samples' maps.
         score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
         grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph or create_graph,
                                     create_graph=create_graph)
-        return gae_from_attention(recorder.maps, grads, num_prefix=recorder.num_prefix,
-                                  grid=recorder.grid, normalize=False, readout=recorder.readout)
+        return _patch_relevance(recorder.maps, grads, recorder.num_prefix, recorder.grid,
+                                recorder.readout, with_constant=not normalize)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
 
