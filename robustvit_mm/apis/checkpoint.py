@@ -125,6 +125,36 @@ def load_checked_checkpoint(model, path, allow_partial=False, map_location='cpu'
     return checkpoint if isinstance(checkpoint, dict) else {'state_dict': state}
 
 
+def init_checked_model(config, checkpoint=None, device=None, allow_partial=False):
+    """Build a classifier from a config file, a ``Config`` or an mmpretrain model name
+    (``mmpretrain.apis.get_model``, so ``model._config`` / ``_dataset_meta`` are set as its
+    inferencers expect), then load ``checkpoint`` through :func:`load_checked_checkpoint`.
+
+    The config's ``custom_imports`` are honoured. Without a checkpoint the model keeps its
+    ``init_weights()`` values and a warning says so (a fresh ViT head is zero: flat relevance).
+    """
+    from mmengine.config import Config
+    from mmengine.utils import import_modules_from_strings
+    from mmpretrain.apis import get_model
+    if isinstance(config, str) and config.endswith('.py'):
+        config = Config.fromfile(config)
+    if isinstance(config, Config) and config.get('custom_imports'):
+        import_modules_from_strings(**config.custom_imports)
+    model = get_model(config, pretrained=False)
+    if checkpoint:
+        classes = checkpoint_classes(load_checked_checkpoint(model, checkpoint, allow_partial))
+        if classes:
+            model._dataset_meta = dict(model._dataset_meta or {}, classes=classes)
+    else:
+        model.init_weights()
+        print_log('no checkpoint given: the model has the weights of init_weights() (a fresh ViT '
+                  'head is all zeros and gives flat, all-zero relevance)', logger='current',
+                  level=30)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
 def checkpoint_classes(checkpoint):
     """Class names saved by the runner in ``meta.dataset_meta.classes``, or None."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
@@ -134,4 +164,4 @@ def checkpoint_classes(checkpoint):
 
 __all__ = ['check_state_dict', 'checkpoint_mismatch',
            'load_checked_checkpoint', 'describe_model', 'likely_fix', 'state_dict_of',
-           'checkpoint_classes']
+           'checkpoint_classes', 'init_checked_model']
