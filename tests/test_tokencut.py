@@ -190,7 +190,7 @@ def test_postprocess_keeps_the_largest_foreground_blob_and_fills_holes():
     out = postprocess_refined(soft)
     expected = np.zeros((10, 10), bool)
     expected[:, :7] = True
-    # The reference's "second-largest label including background" would return the background
+    # The authors' "second-largest label including background" would return the background
     # (30 px) here: the foreground blob is larger than the background.
     np.testing.assert_array_equal(out, expected)
     assert not postprocess_refined(np.zeros((5, 5))).any()

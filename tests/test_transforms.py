@@ -144,7 +144,7 @@ def test_bilinear_mask_equals_torch_without_antialias(src, dst):
     ref = F.interpolate(x, size=dst, mode='bilinear', align_corners=False, antialias=False)[0, 0]
     np.testing.assert_allclose(out, ref.numpy(), atol=1e-4)
     fractional = (out > 1e-6) & (out < 1 - 1e-6)
-    assert fractional.any()  # bilinear: soft boundaries, as the reference
+    assert fractional.any()  # bilinear: soft boundaries, as the authors' code
     if dst[0] < src[0]:  # downsampling: the antialiased resize is clearly different
         aa = F.interpolate(x, size=dst, mode='bilinear', align_corners=False, antialias=True)[0, 0]
         assert np.abs(out - aa.numpy()).max() > 0.1

@@ -45,7 +45,8 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
-# The validation "loss" is the training objective on the held-out classes (reference §2.4).
+# The validation "loss" is the training objective on the held-out classes
+# (docs/faithfulness.md#best-checkpoint).
 val_evaluator = [
     dict(type='RelevanceFinetuneMetric'),
     dict(type='Accuracy', topk=(1, 5)),

@@ -107,7 +107,7 @@ class LoadForegroundMask(BaseTransform):
     """Load an ImageNet-S mask PNG from ``results['mask_path']`` as foreground / ignore maps.
 
     Ids: 0 = "other" (background), 1000 = "ignore", any other id = the object category. At most one
-    category id may occur (as the reference asserts), else ``ValueError`` naming the file and ids.
+    category id may occur (as the authors' code asserts), else ``ValueError`` naming the file and ids.
     Grayscale PNGs are read as ids directly (so a 0/255 binary mask also works).
 
     Added keys:

@@ -264,7 +264,7 @@ def upsample_nearest(mask, size):
 def postprocess_refined(soft, threshold=0.5):
     """Threshold the solver output, fill holes, keep the largest 4-connected foreground blob.
 
-    (The reference kept the label ranked second-largest among all labels including the background,
+    (The authors' code kept the label ranked second-largest among all labels including the background,
     which is not always a foreground blob.) Returns an all-False mask when nothing passes.
     """
     binary = ndimage.binary_fill_holes(np.asarray(soft) > threshold)

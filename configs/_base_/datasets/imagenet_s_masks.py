@@ -53,7 +53,7 @@ train_pipeline = [
         transforms=[
             # Absolute 256x256 resize: aspect-distorting, as the authors' code
             # (docs/faithfulness.md#train-transform). The image
-            # uses PIL bilinear like the reference's PIL pipeline.
+            # uses PIL bilinear like the authors' PIL pipeline.
             dict(type='Resize', scale=(256, 256), keep_ratio=False,
                  backend='pillow', interpolation='bilinear'),
             dict(type='RandomCrop', crop_size=224),
