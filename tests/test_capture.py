@@ -4,14 +4,10 @@ Checked independently of the recorder's own code path: the fused forward (no rec
 through hooks on ``attn.qkv`` (its output) and ``attn.proj`` (its input); from those we recompute
 softmax(q k^T d^-0.5) and check that (recorded map) @ v reproduces what the fused kernel fed to proj.
 """
-import contextlib
-import logging
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
@@ -24,46 +20,10 @@ init_default_scope('mmpretrain')
 NUM_CLASSES = 5
 
 
-@contextlib.contextmanager
-def quiet_mmengine():
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def build(family, img_size=32, patch=4, depth=2, seed=0):
-    torch.manual_seed(seed)
-    if family in ('vit', 'deit_distilled', 'deit3'):
-        backbone = dict(vit='VisionTransformer', deit_distilled='DistilledVisionTransformer',
-                        deit3='DeiT3')[family]
-        head = 'DeiTClsHead' if family == 'deit_distilled' else 'VisionTransformerClsHead'
-        model = MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type=backbone, img_size=img_size, patch_size=patch,
-                          arch=dict(embed_dims=32, num_layers=depth, num_heads=2,
-                                    feedforward_channels=64)),
-            neck=None, head=dict(type=head, num_classes=NUM_CLASSES, in_channels=32)))
-        with quiet_mmengine():
-            model.init_weights()
-        heads_of = model.head
-    elif family == 'timm':
-        model = timm.create_model('vit_tiny_patch16_224', img_size=img_size, patch_size=patch,
-                                  depth=depth, embed_dim=48, num_heads=3, num_classes=NUM_CLASSES,
-                                  dynamic_img_size=True)
-        heads_of = model.head
-    else:  # timm_classifier
-        model = MODELS.build(dict(
-            type='TimmClassifier', model_name='vit_tiny_patch16_224', pretrained=False,
-            img_size=img_size, patch_size=patch, depth=depth, embed_dim=48, num_heads=3,
-            num_classes=NUM_CLASSES, dynamic_img_size=True))
-        heads_of = model.model.head
-    for param in heads_of.parameters():
-        torch.nn.init.normal_(param, std=0.5)
-    # Sharper than the init's near-uniform attention, so that a wrong map would be visible.
+def build(tiny_model, family, img_size=32, patch=4, depth=2, seed=0):
+    """The shared tiny model (tests/conftest.py), with sharper attention than the init's
+    near-uniform maps, so that a wrong map would be visible."""
+    model = tiny_model(family, img_size=img_size, patch=patch, depth=depth, seed=seed)
     for module in attn_modules(model):
         torch.nn.init.normal_(module.qkv.weight, std=0.2)
     return model.eval()
@@ -101,8 +61,9 @@ FAMILIES = ['vit', 'deit_distilled', 'deit3', 'timm', 'timm_classifier']
 
 @pytest.mark.parametrize('height,width,patch', [(32, 32, 4), (64, 40, 8)])
 @pytest.mark.parametrize('family', FAMILIES)
-def test_recorded_maps_are_the_true_attention_probabilities(family, height, width, patch):
-    model = build(family, img_size=height, patch=patch)
+def test_recorded_maps_are_the_true_attention_probabilities(tiny_model, family, height, width,
+                                                            patch):
+    model = build(tiny_model, family, img_size=height, patch=patch)
     inputs = torch.randn(2, 3, height, width)
     qkv_out, proj_in, fused_logits = observe_fused_forward(model, inputs)
 
@@ -132,8 +93,8 @@ def test_recorded_maps_are_the_true_attention_probabilities(family, height, widt
     torch.testing.assert_close(logits.detach(), fused_logits, atol=1e-5, rtol=1e-5)
 
 
-def test_recorded_maps_depend_on_the_input_and_carry_gradient():
-    model = build('vit')
+def test_recorded_maps_depend_on_the_input_and_carry_gradient(tiny_model):
+    model = build(tiny_model, 'vit')
     inputs = torch.randn(1, 3, 32, 32, requires_grad=True)
     with AttentionRecorder(model) as rec:
         forward(model, inputs)
@@ -150,8 +111,8 @@ def _state(model):
 
 
 @pytest.mark.parametrize('family', FAMILIES)
-def test_recorder_restores_the_model_exactly(family):
-    model = build(family)
+def test_recorder_restores_the_model_exactly(tiny_model, family):
+    model = build(tiny_model, family)
     if family.startswith('timm'):
         attn_modules(model)[0].fused_attn = False  # a user setting that must survive
     inputs = torch.randn(2, 3, 32, 32)
@@ -187,8 +148,8 @@ def test_recorder_restores_the_model_exactly(family):
     assert _state(model) == before
 
 
-def test_recorder_is_not_reentrant_and_is_reusable():
-    model = build('vit')
+def test_recorder_is_not_reentrant_and_is_reusable(tiny_model):
+    model = build(tiny_model, 'vit')
     rec = AttentionRecorder(model)
     inputs = torch.randn(1, 3, 32, 32)
     with rec:
@@ -200,8 +161,8 @@ def test_recorder_is_not_reentrant_and_is_reusable():
     assert len(rec.maps) == 2
 
 
-def test_recorder_unwraps_data_parallel():
-    model = build('vit')
+def test_recorder_unwraps_data_parallel(tiny_model):
+    model = build(tiny_model, 'vit')
     vit, family = find_vit(torch.nn.DataParallel(model))
     assert vit is model.backbone and family == 'mmpretrain'
 
