@@ -99,3 +99,29 @@ def test_stock_train_test_resume(tmp_path):
               '--resume')
     assert 'resumed epoch: 3' in out.lower() or 'Epoch(train)   [4]' in out, out[-2000:]
     assert osp.exists(osp.join(work_dir, 'epoch_4.pth'))
+
+
+def test_validation_results_are_logged_unsmoothed_and_training_losses_smoothed():
+    """mmengine's LogProcessor averaged every "loss" key over 10 records, validation epochs
+    included: epoch 2 of [1.0, 0.5] was logged as 0.75."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub
+
+    from robustvit_mm.engine import ExactEvalLogProcessor
+    hub = MessageHub.get_instance('test_exact_eval_log_processor')
+    runner = SimpleNamespace(message_hub=hub, val_loop=SimpleNamespace(dataloader=[0] * 3),
+                             _train_loop=None, epoch=0, iter=0)
+    processor = ExactEvalLogProcessor(by_epoch=True)
+    for epoch, loss in enumerate([1.0, 0.5, 0.8], start=1):
+        hub.update_scalar('val/relevance/loss', loss)
+        hub.update_scalar('val/time', 0.1 * epoch)
+        runner.epoch = epoch
+        tag, text = processor.get_log_after_epoch(runner, 3, 'val')
+        assert tag['relevance/loss'] == loss and f'relevance/loss: {loss:.4f}' in text
+    assert tag['time'] == pytest.approx(0.2)  # loop timings stay averaged, as in mmengine
+    # Training losses are still smoothed over the window.
+    for loss in (1.0, 3.0):
+        hub.update_scalar('train/loss', loss)
+    train_tag = processor._collect_scalars([], runner, 'train')
+    assert train_tag['loss'] == pytest.approx(2.0)
