@@ -1,4 +1,5 @@
-"""tools/demo.py end to end (--quick) and the configs of configs/synthetic/."""
+"""The demo (robustvit_mm.apis.demo; tools/demo.py is its command line) end to end, its figure's
+colours, its report's statistics, and the configs of configs/synthetic/."""
 import glob
 import json
 import math
@@ -8,6 +9,7 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ARM_KEYS = ('in_dist_top1', 'shifted_top1', 'relevance_miou')
@@ -79,12 +81,8 @@ def test_robustvit_config_is_the_paper_config_with_few_overrides(repo_root):
     assert ce.model.backbone == ours.model.backbone
 
 
-def test_demo_arms_point_at_existing_configs(repo_root):
-    sys.path.insert(0, osp.join(repo_root, 'tools'))
-    try:
-        import demo
-    finally:
-        sys.path.pop(0)
+def test_demo_arms_point_at_existing_configs():
+    from robustvit_mm.apis import demo
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     models = {}
@@ -122,7 +120,7 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
 
     with open(out / 'results.json', encoding='utf-8') as f:
         result = first = json.load(f)
-    assert result['quick'] is True and result['seeds'] == [0]
+    assert result['quick'] is True and result['seeds'] == [100]   # the held-out seeds by default
     assert set(result['arms']) == {'pretrained', 'baseline_ce', 'robustvit'}
     for arm, entry in result['arms'].items():
         for key in ARM_KEYS:
@@ -131,10 +129,11 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
             assert len(per_seed) == 1 and all(math.isfinite(v) for v in per_seed), (arm, key)
     assert math.isfinite(result['wall_time_s']) and result['wall_time_s'] > 0
     assert result['recipe']['evaluated_checkpoint'] == 'last'
-    assert {c['criterion'] for c in result['acceptance']}
+    assert {c['name'] for c in result['checks']} >= {'shifted_vs_ce', 'relevance_vs_ce'}
 
     report = (out / 'report.md').read_text(encoding='utf-8')
-    assert 'robustvit' in report and 'relevance mIoU' in report
+    assert 'robustvit' in report and 'relevance mIoU' in report and '## Checks' in report
+    assert 'issue' not in report.lower() and 'acceptance' not in report.lower()
     width, height = _png_size(out / 'chart.png')
     assert width >= 400 and height >= 200
     width, height = _png_size(out / 'figure.png')
@@ -143,10 +142,10 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
     assert glob.glob(str(out / 'vis' / '**' / 'relevance_shifted_0.png'), recursive=True)
     # The stages really ran through the Runner: checkpoints and dumped configs in the work dirs.
     for arm in ('pretrained', 'baseline_ce', 'robustvit'):
-        assert glob.glob(str(out / 'seed0' / arm / 'epoch_*.pth')), arm
+        assert glob.glob(str(out / 'seed100' / arm / 'epoch_*.pth')), arm
 
     # --reuse-pretrained adds an arm without pretraining again; another pretraining recipe is refused.
-    pretrained = glob.glob(str(out / 'seed0' / 'pretrained' / 'epoch_*.pth'))[0]
+    pretrained = glob.glob(str(out / 'seed100' / 'pretrained' / 'epoch_*.pth'))[0]
     stamp = os.path.getmtime(pretrained)
     demo = [sys.executable, osp.join(repo_root, 'tools', 'demo.py'), '--quick', '--seeds', '1',
             '--out', str(out), '--reuse-pretrained']
@@ -158,7 +157,99 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
         result = json.load(f)
     assert set(result['arms']) == {'pretrained', 'robustvit_gt'}
     assert result['arms']['pretrained']['per_seed'] == first['arms']['pretrained']['per_seed']
-    dumped = out / 'seed0' / 'pretrained' / 'vit-tiny-p4_pretrain_synthetic.py'
+    dumped = out / 'seed100' / 'pretrained' / 'vit-tiny-p4_pretrain_synthetic.py'
     dumped.write_text(dumped.read_text().replace('lr=0.001', 'lr=0.002'))
     proc = subprocess.run(demo, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'trained with other optim_wrapper' in proc.stderr, proc.stderr[-2000:]
+
+
+def test_figure_shows_the_background_in_its_true_colour(repo_root, tmp_path):
+    """A shifted test image with class 7's background (hue 0.7: blue-violet) goes through the real
+    pipeline and preprocessor (BGR JPEG -> to_rgb -> normalised) and the demo's figure code; the
+    drawn panel must show that hue. A red/blue swap would show hue ~0.97 (red)."""
+    import colorsys
+
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmpretrain.registry import DATASETS, MODELS
+
+    from robustvit_mm.apis.demo import CONFIG_DIR, EVAL_CONFIGS
+    from robustvit_mm.apis.demo_report import figure_image
+    from robustvit_mm.datasets.synthetic import background_style, set_data_root, write_benchmark
+    from robustvit_mm.visualization import inputs_to_rgb
+
+    root = str(tmp_path / 'data')
+    write_benchmark(root, seed=0, image_size=24, pretrain_per_class=1, masked_per_class=1,
+                    masked_val_per_class=1, test_per_class=3)
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, EVAL_CONFIGS['shifted']))
+    set_data_root(cfg, root)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    with open(osp.join(root, 'samples.csv'), encoding='utf-8') as f:
+        import csv
+        rows = sorted((r for r in csv.DictReader(f) if r['split'] == 'test_shifted'),
+                      key=lambda r: r['image'])
+    index = next(i for i, r in enumerate(rows) if r['background_label'] == '7')
+    preprocessor = MODELS.build(dict(type='ClsDataPreprocessor', **cfg.data_preprocessor))
+    data = preprocessor(pseudo_collate([dataset[index]]), False)
+    assert int(data['data_samples'][0].gt_label[0]) == int(rows[index]['label'])
+    image = inputs_to_rgb(data['inputs'][0], preprocessor)
+    mask = np.asarray(data['data_samples'][0].fg_mask, dtype=np.float32)
+    zeros = np.zeros_like(mask)
+    panel = dict(images=[image], masks=[mask], relevance=[zeros], labels=[0], pred=[0])
+    drawn = figure_image({'pretrained': panel, 'robustvit': panel}, [7], 'pretrained', 'robustvit')
+
+    # The first panel of the first row: 22-px header, then the image upscaled 5x (24 -> 120 px).
+    # Background pixels away from the text (rows 4-19 of the 24-px image).
+    scale, top = 5, 22
+    ys, xs = np.nonzero(mask[4:20] == 0)
+    picked = drawn[top + (ys + 4) * scale + 2, xs * scale + 2].astype(np.float64)
+    assert len(picked) > 20
+    hue = colorsys.rgb_to_hsv(*(picked.mean(axis=0) / 255))[0]
+    expected = background_style(7)[0]
+    assert abs(hue - expected) < 0.05, f'background hue {hue:.3f}, expected {expected:.2f} (blue-violet)'
+
+
+def test_paired_comparison_and_verdicts():
+    from robustvit_mm.apis.demo_report import claims, paired, summarize, verdict
+    comp = paired([60, 62, 58, 61, 59], [56, 57, 58.5, 56, 54.5])
+    assert comp['diffs'] == [4, 5, -0.5, 5, 4.5] and comp['min'] == -0.5 and comp['n'] == 5
+    assert abs(comp['mean'] - 3.6) < 1e-9
+    # mean +- t(0.975, 4) * sd / sqrt(5), t = 2.776: (0.6, 6.6), above 0 though one seed is below
+    half = 2.7764451 * np.std([4, 5, -0.5, 5, 4.5], ddof=1) / 5 ** 0.5
+    assert abs(comp['ci95'][0] - (3.6 - half)) < 1e-4 and abs(comp['ci95'][1] - (3.6 + half)) < 1e-4
+    assert verdict(comp) == 'on average (interval above the margin), not on every seed'
+    assert verdict(paired([3, 4], [1, 1])) == 'every seed'
+    assert verdict(paired([1, 4, 0], [2, 0, 1])) == 'on average only (interval includes the margin)'
+    assert verdict(paired([1, 1], [2, 3])) == 'no'
+    per_seed = {s: {arm: dict(in_dist_top1=90.0 + s, shifted_top1=s * 10.0 + (arm == 'robustvit'),
+                              relevance_miou=50.0, relevance_pixacc=0.0, relevance_map=0.0)
+                    for arm in ('pretrained', 'baseline_ce', 'robustvit')} for s in (100, 101)}
+    checks = {c['name']: c for c in claims(summarize(per_seed, list(per_seed[100]), [100, 101]))}
+    assert checks['shifted_vs_ce']['diffs'] == [1.0, 1.0] and checks['shifted_vs_ce']['holds_every_seed']
+    assert not checks['relevance_vs_ce']['holds_every_seed']          # equal is not better
+    assert checks['shortcut']['diffs'] == [190.0 - 1000.0, 191.0 - 1010.0]   # in-dist - shifted
+    assert checks['in_dist_cost']['holds_every_seed']
+
+
+@pytest.mark.slow
+def test_same_command_gives_the_same_numbers(tmp_path):
+    """Two runs of the same (quick) demo in fresh folders: data generated again, every stage trained
+    again; the metrics and the trained weights must be identical bit for bit (seeded python / numpy /
+    torch / sampler, deterministic kernels, fixed thread count)."""
+    import torch
+
+    from robustvit_mm.apis import DemoOptions, run_demo
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    runs = [run_demo(DemoOptions(out=str(tmp_path / name), seeds=[0], quick=True,
+                                 arms=['pretrained', 'robustvit']))
+            for name in ('first', 'second')]
+    assert runs[0]['arms'] == runs[1]['arms']
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before  # restored
+    for arm in ('pretrained', 'robustvit'):
+        weights = [torch.load(osp.join(tmp_path / name, run['checkpoints']['0'][arm]),
+                              map_location='cpu', weights_only=False)['state_dict']
+                   for name, run in zip(('first', 'second'), runs)]
+        assert weights[0].keys() == weights[1].keys()
+        for key in weights[0]:
+            assert torch.equal(weights[0][key], weights[1][key]), (arm, key)

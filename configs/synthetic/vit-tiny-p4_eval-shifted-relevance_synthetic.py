@@ -1,4 +1,4 @@
-# Evaluation: relevance as segmentation on the SHIFTED test split (reference.md §7): the GAE relevance
+# Evaluation: relevance as segmentation on the SHIFTED test split (docs/faithfulness.md#segmentation-test): the GAE relevance
 # of the PREDICTED class (PredictedRelevanceHook), thresholded at its per-image mean, against the
 # exact object mask; pixel accuracy, mIoU (pooled over the split, mean of background and object IoU)
 # and mAP, under the prefix `seg/`. Top-1 on the same images comes along (`accuracy/top1`, identical

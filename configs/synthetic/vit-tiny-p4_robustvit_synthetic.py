@@ -8,7 +8,7 @@
 # lowest-val-loss checkpoint rule, SaveClassSplitHook, GAERelevanceHook pictures.
 #
 #     .venv/bin/python tools/train.py configs/synthetic/vit-tiny-p4_robustvit_synthetic.py
-#         (loads work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_15.pth; see the pretrain config)
+#         (loads work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_8.pth; see the pretrain config)
 #
 # Data: 3 masked images per class, as the paper (masked/, background matches the class with p = 0.9,
 # i.e. the SAME bias as pretraining: the masks are the only extra information), validation on
@@ -24,7 +24,7 @@ _base_ = '../robustvit/vit-base-p16_robustvit_imagenet-s.py'
 
 _data = Config.fromfile('{{ fileDirname }}/../_base_/datasets/synthetic_spurious.py')
 
-load_from = 'work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_15.pth'
+load_from = 'work_dirs/vit-tiny-p4_pretrain_synthetic/epoch_8.pth'
 data_root = _data.data_root
 
 # Model size: the pretrained ViT tiny-p4 (24 px, 4-px patches, 4 blocks, width 96, 6 heads).

@@ -31,7 +31,7 @@
 # The generator already randomises glyph colour, tile size/position, digit instance, stripe phase, noise.
 #
 # Loaders are CPU-friendly (num_workers=0 needs persistent_workers=False, pin_memory=False, because
-# the stock tools otherwise force True into them; see shared stack.md).
+# mmpretrain's stock train.py otherwise sets persistent_workers=True, which num_workers=0 refuses).
 
 custom_imports = dict(imports=['robustvit_mm'], allow_failed_imports=False)
 
