@@ -173,6 +173,24 @@ def test_every_method_config_builds_its_model(path):
         assert model.create_graph is cfg.model.create_graph
 
 
+def test_every_rrr_config_sums_squares_and_gradmask_says_its_penalty():
+    """RRR has one form (a sum of squares), also where a config inherits a GradMask one; every
+    GradMask config names its penalty (the paper's norm or the released mean of squares)."""
+    seen = set()
+    for path in CONFIGS:
+        model = Config.fromfile(path).get('model') or {}
+        saliency = model.get('saliency_loss')
+        if not saliency:
+            continue
+        built = MODELS.build(saliency)
+        seen.add(saliency.type)
+        if saliency.type == 'RRRLoss':
+            assert built.penalty == 'sum_square', path
+        else:
+            assert saliency.get('penalty') in ('norm', 'mean_square'), path
+    assert seen == {'GradMaskLoss', 'RRRLoss'}
+
+
 NEW_BACKBONE = '''
 _base_ = {base!r}
 load_from = None

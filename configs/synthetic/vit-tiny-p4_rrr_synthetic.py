@@ -3,4 +3,4 @@
 # as vit-tiny-p4_gradmask_synthetic.py.
 _base_ = './vit-tiny-p4_gradmask_synthetic.py'
 
-model = dict(saliency_loss=dict(type='RRRLoss'))
+model = dict(saliency_loss=dict(type='RRRLoss', penalty='sum_square'))
