@@ -23,11 +23,13 @@ def repo_root():
 # zero gradients to every attention map (and so a vacuous relevance test).
 TINY_NUM_CLASSES = 7
 MMPRETRAIN_FAMILIES = ('vit', 'deit_distilled', 'deit3', 'beit', 'beit_cls', 'eva02')
-TIMM_FAMILIES = ('timm', 'timm_classifier', 'timm_beit', 'timm_eva', 'timm_eva_reg')
+TIMM_FAMILIES = ('timm', 'timm_classifier', 'timm_reg', 'timm_beit', 'timm_eva', 'timm_eva_reg')
 TINY_FAMILIES = MMPRETRAIN_FAMILIES + TIMM_FAMILIES
 # The timm model behind each timm family (shapes overridden below), and its extra arguments.
 TIMM_MODELS = {'timm': ('vit_tiny_patch16_224', {}),
                'timm_classifier': ('vit_tiny_patch16_224', {}),
+               # DINOv2 with registers: layer scale, 2 register tokens after the class token
+               'timm_reg': ('vit_tiny_patch16_224', dict(reg_tokens=2, init_values=0.1)),
                'timm_beit': ('beitv2_base_patch16_224', dict(init_values=0.1)),  # 1e-5: flat maps
                'timm_eva': ('eva02_tiny_patch14_224', {}),
                'timm_eva_reg': ('eva02_tiny_patch14_224', dict(num_reg_tokens=2))}
@@ -76,7 +78,7 @@ def randomise_head(model, std=0.5):
 
 def build_tiny_model(family, img_size=32, patch=4, depth=2, seed=0, **kwargs):
     """A tiny model of ``family`` (TINY_FAMILIES) in eval mode with a random head: an mmpretrain
-    ImageClassifier, a bare timm model ('timm', 'timm_beit', 'timm_eva', 'timm_eva_reg') or an
+    ImageClassifier, a bare timm model (the other 'timm_*' families and 'timm') or an
     mmpretrain TimmClassifier ('timm_classifier'). ``kwargs`` go to the backbone / timm model."""
     import timm
     import torch
@@ -97,7 +99,7 @@ def build_tiny_model(family, img_size=32, patch=4, depth=2, seed=0, **kwargs):
                                   **tiny_timm_kwargs(family, img_size, patch, depth, **kwargs)))
     else:
         cfg = tiny_timm_kwargs(family, img_size, patch, depth, **kwargs)
-        dynamic = family == 'timm'  # Beit has no dynamic size (relative position bias)
+        dynamic = family in ('timm', 'timm_reg')  # Beit: no dynamic size (relative pos. bias)
         model = timm.create_model(cfg.pop('model_name'), pretrained=False,
                                   **(dict(dynamic_img_size=True) if dynamic else {}), **cfg)
     return randomise_head(model).eval()

@@ -42,8 +42,8 @@ def tiny():
 
 
 # ----------------------------------------------------------------------------- equal work
-TRAINING_FAMILIES = ['vit', 'deit3', 'beit', 'beit_cls', 'eva02', 'timm', 'timm_beit', 'timm_eva',
-                     'timm_eva_reg']
+TRAINING_FAMILIES = ['vit', 'deit3', 'beit', 'beit_cls', 'eva02', 'timm', 'timm_reg', 'timm_beit',
+                     'timm_eva', 'timm_eva_reg']
 
 
 @pytest.mark.parametrize('family', TRAINING_FAMILIES)

@@ -506,7 +506,7 @@ def test_get_explainer_names_every_method_and_refuses_others():
 
 
 # --------------------------------------------------------------------------- every attention family
-NEW_FAMILIES = ['beit', 'beit_cls', 'eva02', 'timm_beit', 'timm_eva', 'timm_eva_reg']
+NEW_FAMILIES = ['beit', 'beit_cls', 'eva02', 'timm_reg', 'timm_beit', 'timm_eva', 'timm_eva_reg']
 
 
 def value_and_output(model, inputs):
