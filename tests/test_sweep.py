@@ -51,6 +51,10 @@ def test_bad_family_and_keys_fail_before_anything_runs(tmp_path):
         Sweep('seeds', str(tmp_path / 'no_such_config.py'))
     with pytest.raises(ValueError, match='appendix-g-classes'):
         Sweep('appendix-g', PAPER, values=[1, 2])
+    # The literal sorted class order ignores split_seed: a class-split sweep would repeat one split.
+    sorted_order = {f'{k}_dataloader.dataset.class_order': 'sorted' for k in ('train', 'val')}
+    with pytest.raises(ValueError, match="split_seed has no effect with class_order='sorted'"):
+        Sweep('appendix-e', PAPER, cfg_options=sorted_order)
     assert not osp.exists(tmp_path / 'x')
 
 

@@ -50,6 +50,7 @@ LR_KEY = 'optim_wrapper.optimizer.lr'
 SPLIT_SEED_OPTION = 'split_seed'
 NUM_CLASSES_OPTION = 'num_classes'
 NUM_SAMPLES_OPTION = 'num_samples'
+CLASS_ORDER_OPTION = 'class_order'  # 'sorted' ignores split_seed
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # The metric the lr rule of thumb reads: top-1 on the held-out classes (the config's test split).
 LR_RULE_METRIC = 'accuracy/top1'
@@ -124,13 +125,26 @@ def _seed_points(cfg, values):
     return [Point(f'seed{v}', {SEED_KEY: v}) for v in _ints(values)]
 
 
-def _split_points(cfg, values):
+def _split_seed_paths(cfg):
     paths = dataset_option_paths(cfg, SPLIT_SEED_OPTION)
+    for path in paths:
+        dataset = _lookup(cfg, path.rsplit('.', 1)[0])
+        if dataset.get(CLASS_ORDER_OPTION, 'shuffled') != 'shuffled':
+            # With the literal "first classes in sorted order" every point would be the same split.
+            raise ValueError(
+                f'{path}: split_seed has no effect with {CLASS_ORDER_OPTION}='
+                f'{dataset[CLASS_ORDER_OPTION]!r}; add --cfg-options '
+                + ' '.join(f'{p.rsplit(".", 1)[0]}.{CLASS_ORDER_OPTION}=shuffled' for p in paths))
+    return paths
+
+
+def _split_points(cfg, values):
+    paths = _split_seed_paths(cfg)
     return [Point(f'split{v}', {p: v for p in paths}) for v in _ints(values)]
 
 
 def _appendix_e_points(cfg, values):
-    paths = dataset_option_paths(cfg, SPLIT_SEED_OPTION)
+    paths = _split_seed_paths(cfg)
     return [Point(f'seed{v}', {SEED_KEY: v, **{p: v for p in paths}}) for v in _ints(values)]
 
 
