@@ -123,6 +123,12 @@ class InputGradientPenalty(nn.Module):
     def forward(self, logits, inputs, labels, fg_mask, ignore_mask=None):
         masked = self._masked_gradient(self.input_gradient(logits, inputs, labels), fg_mask,
                                        ignore_mask)
+        # The released reductions over the whole batch (the same value as the mean of
+        # ``_per_image``, computed as the released scripts did, so results do not move).
+        if self.penalty == 'mean_square':
+            return self.loss_weight * masked.square().mean()
+        if self.penalty == 'sum_square':
+            return self.loss_weight * masked.square().sum()
         return self.loss_weight * self._per_image(masked).mean()
 
     def per_sample(self, logits, inputs, labels, fg_mask, ignore_mask=None):
