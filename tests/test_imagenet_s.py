@@ -201,6 +201,36 @@ def test_paper_literal_sorted_order_and_no_system_random_seed(tmp_path):
         _ds(tree, split='train', num_classes=4, class_order='first')
 
 
+def test_split_file_saved_by_a_run_defines_the_split(tmp_path):
+    tree = make_imagenet_s_tree(tmp_path / 'data', num_classes=6, per_class=2, size=(10, 10))
+    train = _ds(tree, split='train', num_classes=4, num_samples=1, split_seed=7)
+    work = tmp_path / 'work'
+    work.mkdir()
+    HOOKS.build(dict(type='SaveClassSplitHook')).before_train(_runner(work, train=train))
+    saved = str(work / 'imagenet_s_split.json')
+    for split in ('train', 'val'):  # another seed is not used: the file decides
+        again = _ds(tree, split=split, num_classes=4, num_samples=1, split_seed=None,
+                    split_file=saved)
+        assert again.split_wnids == train.split_wnids
+    assert [d['mask_path'] for d in _ds(tree, split='train', num_classes=4, num_samples=1,
+                                        split_file=saved)] == [d['mask_path'] for d in train]
+    with pytest.raises(ValueError, match='num_classes=3 but split_file .* has 4 training classes'):
+        _ds(tree, split='train', num_classes=3, split_file=saved)
+    record = json.loads(open(saved).read())
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps(dict(train=record['train'] + ['n09999999'], val=record['val'])))
+    with pytest.raises(ValueError, match=r"names 1 class\(es\) that are not class folders.*n09999999"):
+        _ds(tree, split='train', num_classes=5, split_file=str(bad))
+    bad.write_text(json.dumps(dict(train=record['train'], val=record['train'][:1])))
+    with pytest.raises(ValueError, match='in both train and val'):
+        _ds(tree, split='val', num_classes=4, split_file=str(bad))
+    bad.write_text('{"classes": []}')
+    with pytest.raises(ValueError, match='not a class split with "train" and "val"'):
+        _ds(tree, split='val', num_classes=4, split_file=str(bad))
+    with pytest.raises(FileNotFoundError, match='nothere.json'):
+        _ds(tree, split='val', num_classes=4, split_file=str(tmp_path / 'nothere.json'))
+
+
 def test_merged_wnids_strays_and_other_files_are_skipped(tmp_path):
     keep = list(imagenet_wnids()[:4])
     merged = ['n04356056', 'n02808440']  # sunglasses, bathtub: both in MERGED_TAGS

@@ -12,13 +12,14 @@ Differences from the authors' ``segmentation_dataset.py`` (docs/faithfulness.md#
   real seed (the authors' code skipped the shuffle for seed 0 and shuffled an unsorted list), and
   ``split_seed=None`` (system randomness, a different split every run) is refused;
 - ``class_order='sorted'`` gives the paper's literal reading instead: the first ``num_classes``
-  classes in sorted order, no shuffle;
+  classes in sorted order, no shuffle; ``split_file`` reuses a split saved by a run;
 - stray files at the top level are skipped instead of crashing the listing.
 
 Faithful parts: the 10 wnids that ImageNet-S919 merged are dropped (914 classes remain), train = the
 first ``num_classes`` shuffled classes with the first ``num_samples`` masks each, val = the remaining
 classes with 1 mask each, and the label is the ImageNet-1k index of the wnid.
 """
+import json
 import os
 import os.path as osp
 import random
@@ -66,6 +67,10 @@ class ImageNetSMaskDataset(BaseDataset):
             ``split_seed``, then the first ``num_classes`` train; ``'sorted'``: the paper's literal
             "first 500 classes", i.e. the first ``num_classes`` in sorted order (``split_seed``
             unused).
+        split_file (str, optional): A class split saved by ``SaveClassSplitHook``
+            (``imagenet_s_split.json``, or any JSON with ``train`` and ``val`` wnid lists): it
+            defines the split instead of ``split_seed``/``class_order``; ``num_classes`` must equal
+            its number of training classes.
         labels (str): ``'imagenet1k'``: ``gt_label`` is the ImageNet-1k index of the wnid folder, and
             ``metainfo['classes']`` are the 1000 ImageNet-1k wnids; ``'sorted_folders'``: ``gt_label``
             is the index of the folder among the sorted class folders (merged wnids dropped), and
@@ -96,6 +101,7 @@ class ImageNetSMaskDataset(BaseDataset):
                  num_samples: int = 3,
                  split_seed: Optional[int] = 0,
                  class_order: str = 'shuffled',
+                 split_file: Optional[str] = None,
                  labels: str = 'imagenet1k',
                  pipeline: Sequence = (),
                  ann_file: str = '',
@@ -116,7 +122,7 @@ class ImageNetSMaskDataset(BaseDataset):
         if class_order not in CLASS_ORDERS:
             raise ValueError(f'ImageNetSMaskDataset: class_order={class_order!r}, expected one of '
                              f'{CLASS_ORDERS}')
-        if split != 'all' and class_order == 'shuffled' and (
+        if split != 'all' and split_file is None and class_order == 'shuffled' and (
                 not isinstance(split_seed, int) or isinstance(split_seed, bool)):
             raise ValueError(
                 f'ImageNetSMaskDataset: split_seed={split_seed!r}; the class split needs an int seed '
@@ -132,6 +138,7 @@ class ImageNetSMaskDataset(BaseDataset):
         self.num_samples = num_samples
         self.split_seed = split_seed
         self.class_order = class_order
+        self.split_file = split_file
         self.labels = labels
         self._scan_cache = None
 
@@ -199,6 +206,8 @@ class ImageNetSMaskDataset(BaseDataset):
         classes = list(self._scan())  # sorted
         if self.split == 'all':
             return dict(all=classes)
+        if self.split_file is not None:
+            return self._split_from_file(classes)
         if self.num_classes > len(classes) or (self.split == 'val' and self.num_classes == len(classes)):
             raise ValueError(
                 f'ImageNetSMaskDataset: num_classes={self.num_classes} training classes requested but '
@@ -208,6 +217,33 @@ class ImageNetSMaskDataset(BaseDataset):
         if self.class_order == 'shuffled':
             random.Random(self.split_seed).shuffle(ordered)
         return dict(train=ordered[:self.num_classes], val=ordered[self.num_classes:])
+
+    def _split_from_file(self, classes: List[str]) -> Dict[str, List[str]]:
+        path = self.split_file
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'ImageNetSMaskDataset: split_file {path!r} not found')
+        try:
+            with open(path) as f:
+                record = json.load(f)
+            train, val = [str(w) for w in record['train']], [str(w) for w in record['val']]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f'ImageNetSMaskDataset: split_file {path!r} is not a class split with '
+                             f'"train" and "val" wnid lists (as SaveClassSplitHook writes): '
+                             f'{type(error).__name__}: {error}') from None
+        unknown = sorted(set(train + val) - set(classes))
+        if unknown:
+            raise ValueError(f'ImageNetSMaskDataset: split_file {path!r} names {len(unknown)} '
+                             f'class(es) that are not class folders of {self.mask_root!r}: '
+                             f'{unknown[:5]}{" ..." if len(unknown) > 5 else ""}')
+        both = sorted(set(train) & set(val))
+        if both:
+            raise ValueError(f'ImageNetSMaskDataset: split_file {path!r} puts {len(both)} class(es) '
+                             f'in both train and val: {both[:5]}')
+        if self.num_classes != len(train):
+            raise ValueError(f'ImageNetSMaskDataset: num_classes={self.num_classes} but split_file '
+                             f'{path!r} has {len(train)} training classes; set '
+                             f'num_classes={len(train)}')
+        return dict(train=train, val=val)
 
     @property
     def split_wnids(self) -> Dict[str, List[str]]:
@@ -278,5 +314,6 @@ class ImageNetSMaskDataset(BaseDataset):
             f'Image root: \t{self.img_root}',
             f'num_classes / num_samples / split_seed / class_order: \t'
             f'{self.num_classes} / {self.num_samples} / {self.split_seed} / {self.class_order}',
+            f'Split file: \t{self.split_file}',
             f'Labels: \t{self.labels}',
         ]

@@ -38,12 +38,15 @@ def _describe(ds: ImageNetSMaskDataset) -> Dict:
     return dict(
         split=ds.split, mask_root=ds.mask_root, img_root=ds.img_root, labels=ds.labels,
         num_classes=ds.num_classes, num_samples=ds.num_samples, split_seed=ds.split_seed,
-        class_order=ds.class_order, num_images=len(ds))
+        class_order=ds.class_order, split_file=ds.split_file, num_images=len(ds))
 
 
 def _settings(ds: ImageNetSMaskDataset) -> str:
-    return (f'num_classes={ds.num_classes}, split_seed={ds.split_seed}, '
-            f'class_order={ds.class_order!r}, mask root {ds.mask_root!r}')
+    text = (f'num_classes={ds.num_classes}, split_seed={ds.split_seed}, '
+            f'class_order={ds.class_order!r}, ')
+    if ds.split_file is not None:
+        text += f'split_file={ds.split_file!r}, '
+    return text + f'mask root {ds.mask_root!r}'
 
 
 def check_one_class_split(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> None:
@@ -67,8 +70,8 @@ def check_one_class_split(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]
             + (f'{len(shared)} of the validation classes are training classes (e.g. '
                f'{sorted(shared)[:3]}), so validation and the best checkpoint would use training '
                'images. ' if shared else '')
-            + 'Set num_classes, split_seed and class_order (and the mask root) identically in '
-            'train_dataloader.dataset and val_dataloader.dataset.')
+            + 'Set num_classes, split_seed and class_order (or split_file), and the mask root, '
+            'identically in train_dataloader.dataset and val_dataloader.dataset.')
 
 
 def class_split_record(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> Dict:
@@ -85,7 +88,7 @@ def class_split_record(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -
         record[f'num_{part}_classes'] = len(wnids)
     record.update(
         mask_root=first.mask_root, num_classes=first.num_classes, num_samples=first.num_samples,
-        split_seed=first.split_seed, class_order=first.class_order)
+        split_seed=first.split_seed, class_order=first.class_order, split_file=first.split_file)
     record.update(split)
     datasets = {}
     for name, ds in named_datasets:

@@ -7,8 +7,9 @@
 # Train = 500 classes x 3 masks (sorted files, classes sorted then shuffled with split_seed);
 # val = the 414 held-out classes x 1 mask. The class lists are written to
 # <work_dir>/imagenet_s_split.json by SaveClassSplitHook. Train and val must share num_classes,
-# split_seed and class_order ('shuffled'; 'sorted' = the paper's literal "first 500 classes"):
-# override both sides, or training refuses to start.
+# split_seed and class_order ('shuffled'; 'sorted' = the paper's literal "first 500 classes"), or
+# split_file (a run's imagenet_s_split.json, to reuse its split): override both sides, or training
+# refuses to start.
 #
 # Your own location: override `data_root` AND the dataloaders' `dataset.data_root` (a base-file
 # variable is substituted when this file is read), e.g.
