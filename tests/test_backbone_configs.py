@@ -1,7 +1,7 @@
-"""The new-backbone configs (DeiT3-B, DINOv2-B, BEiT-v2-B, EVA-02-B): converted timm weights of the
-real size fit them exactly, their normalisation is the weights' own, and each trains one epoch through
-mmpretrain's STOCK train.py at tiny size, from weights made by the converter (converter -> config ->
-train, as the README's new-backbone example).
+"""The new-backbone configs (DeiT3-B, DINOv2-B, BEiT-v2-B, EVA-02-B): converted timm weights of
+the real size fit them exactly, their normalisation is the weights' own, and each trains one epoch
+through mmpretrain's STOCK train.py at tiny size, from weights made by the converter (converter ->
+config -> train, as the README's new-backbone example).
 """
 import os.path as osp
 
@@ -113,7 +113,7 @@ randomness = dict(seed=0)
 
 
 def tiny_timm_weights(config, path):
-    """Tiny random timm weights of the config's family (a random head, so relevance is informative)."""
+    """Tiny random timm weights of the config's family (random head: informative relevance)."""
     weights = BACKBONES[config][0].split('.')[0]
     extra = dict(ref_feat_shape=(4, 4)) if weights.startswith('eva02') else {}
     torch.manual_seed(0)

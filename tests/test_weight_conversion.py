@@ -1,5 +1,5 @@
-"""tools/convert_timm_weights.py's library code: every family's timm state dict loads STRICTLY into the
-mmpretrain model of its config (every tensor used, none left over) and gives timm's logits.
+"""The converter's library code: every family's timm state dict loads STRICTLY into the mmpretrain
+model of its config (every tensor used, none left over) and gives timm's logits.
 
 The timm models are built tiny with random weights (layer scales and gammas random too, so a wrong
 mapping shows); the mmpretrain models are the new configs' backbones with a tiny ``arch``.
@@ -102,8 +102,21 @@ def test_img_size_resizes_pos_embed_and_rope_for_the_config(tmp_path, family):
 
 def test_beit_refuses_another_size(tmp_path):
     torch.save(timm_model('beitv2', 32).state_dict(), tmp_path / 'beit.pth')
-    with pytest.raises(ValueError, match=r'BEiT checkpoints convert at their own input size \(32 px'):
+    with pytest.raises(ValueError, match=r'BEiT checkpoints convert at their own input size '
+                       r'\(32 px\), not img_size=48'):
         convert_timm_checkpoint(tmp_path / 'beit.pth', tmp_path / 'out.pth', img_size=48)
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_sizes_that_do_not_fit_are_named(tmp_path):
+    state = timm_model('dinov2', 32).state_dict()
+    torch.save(state, tmp_path / 'a.pth')
+    with pytest.raises(ValueError, match='img_size=30 is not a multiple of the patch size 8'):
+        convert_timm_checkpoint(tmp_path / 'a.pth', tmp_path / 'out.pth', img_size=30)
+    state['pos_embed'] = torch.zeros(1, 19, DIMS)  # neither 1 + g^2 nor g^2 tokens
+    torch.save(state, tmp_path / 'b.pth')
+    with pytest.raises(ValueError, match='pos_embed has 19 tokens: not a square patch grid'):
+        convert_timm_checkpoint(tmp_path / 'b.pth', tmp_path / 'out.pth')
     assert not (tmp_path / 'out.pth').exists()
 
 

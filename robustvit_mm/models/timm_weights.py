@@ -2,7 +2,7 @@
 
 Target 'mmpretrain': an ``ImageClassifier`` with a ViT-head (``head.layers.head``). The family is
 read from the checkpoint's names; one rename table per family maps timm's names onto the mmpretrain
-backbone that computes the same function (tested logit for logit in tests/test_weight_conversion.py):
+backbone that computes the same function (logit for logit: tests/test_weight_conversion.py):
 
 ====================================  ==========================  =================================
 timm model (state dict)               mmpretrain backbone         notes
@@ -105,7 +105,7 @@ def load_timm_state_dict(path):
 
 
 def detect_family(state):
-    """'eva02', 'beit' or 'vit' (timm VisionTransformer: ViT, DeiT, DeiT3, DINOv2) from the names."""
+    """'eva02', 'beit' or 'vit' (timm VisionTransformer: ViT, DeiT, DeiT3, DINOv2), from names."""
     if any(re.match(_B + r'attn\.q_proj\.', k) for k in state):
         return 'eva02'
     if any(re.match(_B + r'(gamma_1$|attn\.relative_position_bias_table$)', k) for k in state):
@@ -116,16 +116,23 @@ def detect_family(state):
 def _extra_tokens(pos_embed):
     """Tokens of ``pos_embed`` that are not patches: 0 for DeiT3 (no class position), else 1."""
     n = pos_embed.shape[1]
-    return 0 if math.isqrt(n) ** 2 == n else 1
+    for extra in (0, 1):
+        if math.isqrt(n - extra) ** 2 == n - extra:
+            return extra
+    raise ValueError(f'pos_embed has {n} tokens: not a square patch grid (with or without a class '
+                     'position); other token layouts are not converted (use --target timm)')
 
 
 def _resize_pos_embed(state, img_size):
-    """Resize ``pos_embed`` to ``img_size`` (bicubic, mmpretrain's own resize), square grids only."""
+    """Resize ``pos_embed`` to ``img_size`` (mmpretrain's bicubic resize), square grids only."""
     from mmpretrain.models.utils import resize_pos_embed
     pos = state['pos_embed']
     extra = _extra_tokens(pos)
     src = math.isqrt(pos.shape[1] - extra)
-    dst = img_size // state['patch_embed.proj.weight'].shape[-1]
+    patch = state['patch_embed.proj.weight'].shape[-1]
+    if img_size % patch:
+        raise ValueError(f'img_size={img_size} is not a multiple of the patch size {patch}')
+    dst = img_size // patch
     if src != dst:
         state['pos_embed'] = resize_pos_embed(pos, (src, src), (dst, dst), 'bicubic', extra)
 
@@ -133,10 +140,10 @@ def _resize_pos_embed(state, img_size):
 def _eva02_rope_tables(state, num_heads, rope_ref_grid):
     """EVA-02's RoPE sin/cos tables for the checkpoint's grid, as timm computes them.
 
-    mmpretrain's ``ViTEVA02`` keeps its RoPE tables as buffers but computes them with another formula
-    (frequencies tiled, not interleaved; positions scaled to the head size instead of EVA-02's
-    pretraining grid): loading EVA-02's own tables is what makes the two models agree. An input size
-    other than the config's ``img_size`` makes mmpretrain recompute its own tables: keep it fixed.
+    mmpretrain's ``ViTEVA02`` keeps its RoPE tables as buffers but computes them with another
+    formula (frequencies tiled, not interleaved; positions scaled to the head size instead of
+    EVA-02's pretraining grid): loading EVA-02's own tables is what makes the two models agree.
+    An input size other than the config's ``img_size`` makes mmpretrain recompute its own tables.
     """
     from timm.layers import create_rope_embed
     dims = state['cls_token'].shape[-1]
@@ -148,7 +155,7 @@ def _eva02_rope_tables(state, num_heads, rope_ref_grid):
 
 
 def _merge_eva02(state):
-    """Concatenate EVA-02's separate q/k/v and SwiGLU fc1 tensors as mmpretrain's ``ViTEVA02`` has them."""
+    """Concatenate EVA-02's separate q/k/v and SwiGLU fc1 tensors, as ``ViTEVA02`` holds them."""
     state, merged = dict(state), {}
     blocks = sorted({int(m.group(1)) for k in state for m in [re.match(_B, k)] if m})
     for i in blocks:
@@ -173,7 +180,7 @@ def timm_to_mmpretrain(state, img_size=None, num_heads=None, rope_ref_grid=16):
             the checkpoint's.
         num_heads: EVA-02 only (its RoPE tables depend on the head size); default ``dims // 64``,
             the head size of every EVA-02 model.
-        rope_ref_grid: EVA-02 only: the patch grid of its pretraining (224 / 14 = 16 for every EVA-02).
+        rope_ref_grid: EVA-02 only: its pretraining patch grid (224 / 14 = 16 for every EVA-02).
     """
     family = detect_family(state)
     state = {k: v for k, v in state.items() if k not in _UNUSED}
@@ -181,11 +188,11 @@ def timm_to_mmpretrain(state, img_size=None, num_heads=None, rope_ref_grid=16):
         _resize_pos_embed(state, img_size)
     if img_size is not None and family == 'beit':
         table = next(v for k, v in state.items() if k.endswith('relative_position_bias_table'))
-        grid = (math.isqrt(table.shape[0] - 3) + 1) // 2
-        if grid * state['patch_embed.proj.weight'].shape[-1] != img_size:
-            raise ValueError(f'BEiT checkpoints convert at their own input size '
-                             f'({grid * state["patch_embed.proj.weight"].shape[-1]} px), not '
-                             f'img_size={img_size}: use that size in the config.')
+        patch = state['patch_embed.proj.weight'].shape[-1]
+        native = (math.isqrt(table.shape[0] - 3) + 1) // 2 * patch  # (2 grid - 1)^2 + 3 rows
+        if native != img_size:
+            raise ValueError(f'BEiT checkpoints convert at their own input size ({native} px), '
+                             f'not img_size={img_size}: use that size in the config.')
     if 'pos_embed' in state and _extra_tokens(state['pos_embed']) == 0:  # DeiT3
         pos = state['pos_embed']
         state['pos_embed'] = torch.cat([pos.new_zeros(pos.shape[0], 1, pos.shape[2]), pos], 1)
@@ -226,7 +233,7 @@ def timm_to_mmpretrain(state, img_size=None, num_heads=None, rope_ref_grid=16):
 
 
 def _save_atomically(obj, dst):
-    """Write ``dst`` through a temporary file in the same folder: a failed write leaves no half file."""
+    """Write ``dst`` through a temporary file in its folder: a failed write leaves no half file."""
     folder = osp.dirname(osp.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(dst) + '.', suffix='.tmp', dir=folder)
