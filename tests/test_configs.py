@@ -2,6 +2,7 @@
 short inheriting config that builds and trains a step."""
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -189,6 +190,23 @@ def test_every_rrr_config_sums_squares_and_gradmask_says_its_penalty():
         else:
             assert saliency.get('penalty') in ('norm', 'mean_square'), path
     assert seen == {'GradMaskLoss', 'RRRLoss'}
+
+
+
+def test_every_cited_faithfulness_anchor_exists():
+    """Code, configs and docs cite docs/faithfulness.md#<anchor>: each anchor is in the document."""
+    with open(osp.join(REPO, 'docs', 'faithfulness.md'), encoding='utf-8') as f:
+        anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', f.read()))
+    cited = {}
+    for folder in ('robustvit_mm', 'configs', 'tools', 'tests', 'docs'):
+        for path in glob.glob(osp.join(REPO, folder, '**', '*'), recursive=True):
+            if path.endswith(('.py', '.md')):
+                with open(path, encoding='utf-8') as f:
+                    for anchor in re.findall(r'faithfulness\.md#([a-z0-9-]+)', f.read()):
+                        cited.setdefault(anchor, osp.relpath(path, REPO))
+    assert 'baseline-hyperparameters' in cited and 'reverse-mask' in anchors
+    missing = {a: p for a, p in cited.items() if a not in anchors}
+    assert not missing, missing
 
 
 NEW_BACKBONE = '''
