@@ -4,6 +4,8 @@ through mmpretrain's STOCK train.py at tiny size, from weights made by the conve
 config -> train, as the README's new-backbone example).
 """
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -129,8 +131,14 @@ def tiny_timm_weights(config, path):
 def test_trains_one_epoch_through_the_stock_train_py(tmp_path, config):
     tree = make_tree(tmp_path / 'data')
     timm_state = tiny_timm_weights(config, tmp_path / 'timm.pth')
-    options = dict(num_heads=3, rope_ref_grid=4) if config.startswith('eva02') else {}
-    convert_timm_checkpoint(tmp_path / 'timm.pth', tmp_path / 'converted.pth', **options)
+    if config.startswith('deit3'):  # the README's example, through the command line
+        proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'convert_timm_weights.py'),
+                               str(tmp_path / 'timm.pth'), str(tmp_path / 'converted.pth')],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and 'of a vit checkpoint' in proc.stdout, proc.stderr
+    else:
+        options = dict(num_heads=3, rope_ref_grid=4) if config.startswith('eva02') else {}
+        convert_timm_checkpoint(tmp_path / 'timm.pth', tmp_path / 'converted.pth', **options)
     path = tmp_path / 'tiny.py'
     path.write_text(TINY.format(config=osp.join(CONFIGS, config), root=tree['data_root'],
                                 prefix=tree['data_prefix'], ffn=BACKBONES[config][3],
