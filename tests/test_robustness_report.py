@@ -1,22 +1,20 @@
-"""tools/robustness_report.py: two checkpoints on the sets present, merged test.py JSON, outputs."""
+"""The robustness report (robustvit_mm.apis.report, tools/robustness_report.py): two checkpoints on
+the sets present, merged test.py JSON, outputs, and the requests it refuses before running."""
 import csv
-import importlib.util
 import json
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 
+from robustvit_mm.apis.report import run_report
 from test_metrics import TINY_MODEL, save_tiny_checkpoint
 from test_shifted_datasets import WNIDS, make_folder_set, make_gtsegs_mat, make_objectnet
-
-
-def load_tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'robustness_report', osp.join(repo_root, 'tools', 'robustness_report.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from test_visualize_tool import tensorboard_images
 
 
 def write_model_config(path):
@@ -33,16 +31,15 @@ def read_csv(path):
         return list(csv.reader(f))
 
 
-def test_merge_only_report_and_json_checks(tmp_path, repo_root, capsys):
-    tool = load_tool(repo_root)
+def test_merge_only_report_and_json_checks(tmp_path, capsys):
     a = tmp_path / 'a.json'
     a.write_text(json.dumps({'imagenet-a_standard/top1': 20.0, 'imagenet-a_standard/top5': 40.0}))
     b = tmp_path / 'b.json'
     b.write_text(json.dumps({'imagenet-a_standard/top1': 25.5, 'data_time': 0.1}))
     out = tmp_path / 'report'
-    assert tool.main(['--protocol', 'standard', '--out', str(out), '--top5',
-                      '--results', 'before', 'imagenet-a', str(a),
-                      '--results', 'after', 'imagenet-a', str(b)]) == 0
+    assert run_report(protocol='standard', out=str(out), top5=True,
+                      results=[('before', 'imagenet-a', str(a)),
+                               ('after', 'imagenet-a', str(b))]) == 0
     rows = read_csv(out / 'report.csv')
     assert rows[0] == ['set', 'metric', 'before', 'after', 'delta_after']
     assert rows[1] == ['ImageNet-A', 'top-1 acc.', '20.0000', '25.5000', '+5.5000']
@@ -52,19 +49,19 @@ def test_merge_only_report_and_json_checks(tmp_path, repo_root, capsys):
     assert '| ImageNet-A | top-1 acc. | 20.00 | 25.50 | +5.50 |' in capsys.readouterr().out
     # a result of the other protocol, or of another set, is refused with a clear message
     with pytest.raises(ValueError, match='standard protocol; this report uses the paper'):
-        tool.main(['--out', str(out), '--results', 'x', 'imagenet-a', str(a)])
+        run_report(out=str(out), results=[('x', 'imagenet-a', str(a))])
     with pytest.raises(ValueError, match=r'no objectnet_standard/\* metrics'):
-        tool.main(['--protocol', 'standard', '--out', str(out),
-                   '--results', 'x', 'objectnet', str(a)])
-    with pytest.raises(SystemExit):
-        tool.main(['--out', str(out), '--results', 'x', 'imagenet-q', str(a)])
-    with pytest.raises(SystemExit):
-        tool.main(['--model', 'm', 'cfg.py', 'ckpt.pth'])  # --data-root missing
+        run_report(protocol='standard', out=str(out), results=[('x', 'objectnet', str(a))])
+    with pytest.raises(ValueError, match="unknown set 'imagenet-q'"):
+        run_report(out=str(out), results=[('x', 'imagenet-q', str(a))])
+    with pytest.raises(ValueError, match='--results x imagenet-a is given more than once'):
+        run_report(out=str(out), results=[('x', 'imagenet-a', str(a))] * 2)
+    with pytest.raises(ValueError, match='--model needs --data-root'):
+        run_report(models=[('m', 'cfg.py', 'ckpt.pth')])
 
 
 @pytest.mark.slow
 def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
-    tool = load_tool(repo_root)
     data = tmp_path / 'data'
     # ImageNet-A: 2 bananas (954) + 2 stingrays (6); ObjectNet: 2 alarm clocks + 3 bananas;
     # the segmentation .mat; nothing else (each missing set gets a line).
@@ -80,11 +77,11 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     r_json.write_text(json.dumps({'imagenet-r_paper/top1': 12.5, 'imagenet-r_paper/top5': 30.0}))
     out = tmp_path / 'report'
 
-    code = tool.main(['--data-root', str(data), '--out', str(out), '--protocol', 'paper',
-                      '--batch-size', '4', '--num-workers', '0',
-                      '--model', 'pretrained', model_cfg, pretrained,
-                      '--model', 'robustvit', model_cfg, robustvit,
-                      '--results', 'pretrained', 'imagenet-r', str(r_json)])
+    code = run_report(data_root=str(data), out=str(out), protocol='paper', batch_size=4,
+                      num_workers=0, vis_backends=['tensorboard'],
+                      models=[('pretrained', model_cfg, pretrained),
+                              ('robustvit', model_cfg, robustvit)],
+                      results=[('pretrained', 'imagenet-r', str(r_json))])
     printed = capsys.readouterr().out
     assert code == 0
     for missing in ('ImageNet val', 'ImageNet-Sketch', 'ImageNet-V2', 'SI-Score size'):
@@ -120,6 +117,9 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in printed
     png = (out / 'report.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
+    # the chart also went through the visualizer, closed: TensorBoard holds it
+    assert tensorboard_images(out / 'vis_data') == {'robustness_report': 1}
+    assert (out / 'vis_data' / 'vis_image' / 'robustness_report_0.png').is_file()
 
     # every run left its metrics in test.py's --out format: they merge back into the same table
     runs = sorted(p for p in (out / 'results').iterdir())
@@ -127,28 +127,77 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
         f'{m}__{s}.json' for m in ('pretrained', 'robustvit')
         for s in ('imagenet-a', 'objectnet', 'imagenet-segmentation'))
     again = tmp_path / 'again'
-    merge = []
-    for p in runs:
-        model, set_key = p.stem.split('__')
-        merge += ['--results', model, set_key, str(p)]
-    assert tool.main(['--out', str(again), *merge, '--results', 'pretrained', 'imagenet-r',
-                      str(r_json)]) == 0
+    merge = [(*p.stem.split('__'), str(p)) for p in runs]
+    assert run_report(out=str(again), results=[*merge, ('pretrained', 'imagenet-r',
+                                                        str(r_json))]) == 0
     assert read_csv(again / 'report.csv') == read_csv(out / 'report.csv')
 
 
-def test_report_standard_protocol_uses_native_normalisation(tmp_path, repo_root, capsys):
-    tool = load_tool(repo_root)
+def test_report_standard_protocol_uses_native_normalisation(tmp_path, capsys):
     data = tmp_path / 'data'
     make_objectnet(str(data / 'objectnet-1.0'))
     model_cfg = write_model_config(tmp_path / 'tiny_model.py')
     # digital clock (530), the second mapped class of "Alarm clock"
     ckpt = save_tiny_checkpoint(str(tmp_path / 'o.pth'), {530: 10.})
     out = tmp_path / 'report'
-    assert tool.main(['--data-root', str(data), '--out', str(out), '--protocol', 'standard',
-                      '--num-workers', '0', '--sets', 'objectnet,imagenet-a',
-                      '--model', 'tiny', model_cfg, ckpt]) == 0
+    assert run_report(data_root=str(data), out=str(out), protocol='standard', num_workers=0,
+                      sets=['objectnet', 'imagenet-a'], models=[('tiny', model_cfg, ckpt)]) == 0
     rows = read_csv(out / 'report.csv')
     assert rows[1] == ['ObjectNet', 'top-1 acc.', '40.0000']  # any mapped class counts: 2 of 5
     text = (out / 'report.md').read_text()
     assert 'mean [123.675, 116.28, 103.53] std [58.395, 57.12, 57.375] (native)' in text
     assert 'ImageNet-A: not found' in capsys.readouterr().out
+
+
+def test_requests_refused_before_anything_runs(tmp_path):
+    """Two models with one name, a data root with no set, missing or unfitting checkpoints: each an
+    error naming the option, before any evaluation (no work dir is created)."""
+    data = tmp_path / 'data'
+    make_objectnet(str(data / 'objectnet-1.0'))
+    model_cfg = write_model_config(tmp_path / 'tiny_model.py')
+    ckpt = save_tiny_checkpoint(str(tmp_path / 'o.pth'), {530: 10.})
+    out = tmp_path / 'report'
+    with pytest.raises(ValueError, match="--model 'tiny' is given 2 times: each model needs its "
+                       'own name'):
+        run_report(data_root=str(data), out=str(out),
+                   models=[('tiny', model_cfg, ckpt), ('tiny', model_cfg, ckpt)])
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=(
+            f'--data-root {empty} holds none of the sets: expected one of imagenet/val, '
+            r'imagenet-a, imagenet-r, sketch, imagenetv2-matched-frequency-format-val, '
+            r'objectnet-1\.0, si-score/area, si-score/location20_area02_min0pc, '
+            r'si-score/rotation, gtsegs_ijcv\.mat')):
+        run_report(data_root=str(empty), out=str(out), models=[('tiny', model_cfg, ckpt)])
+    with pytest.raises(FileNotFoundError, match=r'missing file\(s\): b: checkpoint .*gone\.pth'):
+        run_report(data_root=str(data), out=str(out),
+                   models=[('a', model_cfg, ckpt), ('b', model_cfg, str(tmp_path / 'gone.pth'))])
+    from timm.models.vision_transformer import VisionTransformer
+    timm_file = str(tmp_path / 'timm.pth')
+    torch.save(VisionTransformer(img_size=224, patch_size=32, embed_dim=32, depth=2, num_heads=2,
+                                 mlp_ratio=2.0).state_dict(), timm_file)
+    with pytest.raises(ValueError, match=r'--model raw: Checkpoint .*timm\.pth.* convert them '
+                       r'with tools/convert_timm_weights\.py'):
+        run_report(data_root=str(data), out=str(out),
+                   models=[('a', model_cfg, ckpt), ('raw', model_cfg, timm_file)])
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_command_line_exits_2_with_the_message(tmp_path, repo_root):
+    a = tmp_path / 'a.json'
+    a.write_text(json.dumps({'imagenet-a_paper/top1': 20.0}))
+    tool = osp.join(repo_root, 'tools', 'robustness_report.py')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, tool, '--out', str(tmp_path / 'r'),
+                           '--results', 'x', 'imagenet-a', str(a),
+                           '--results', 'x', 'imagenet-a', str(a)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert 'error: --results x imagenet-a is given more than once' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    proc = subprocess.run([sys.executable, tool, '--out', str(tmp_path / 'r'),
+                           '--results', 'x', 'imagenet-a', str(a)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '| ImageNet-A | top-1 acc. | 20.00 |' in proc.stdout

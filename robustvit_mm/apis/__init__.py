@@ -8,8 +8,9 @@ __all__ += ['describe_machine', 'machine_info']
 
 from .checkpoint import init_checked_model, load_checked_checkpoint  # noqa: E402
 from .inferencer import RelevanceInferencer  # noqa: E402
+from .report import run_report  # noqa: E402
 
-__all__ += ['init_checked_model', 'load_checked_checkpoint', 'RelevanceInferencer']
+__all__ += ['init_checked_model', 'load_checked_checkpoint', 'RelevanceInferencer', 'run_report']
 
 from .sweep import FAMILIES, Sweep  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Distribution-shifted ImageNet test sets and the ImageNet-segmentation relevance test.
 
-Every set reads its real on-disk layout (reference.md §6, §7) and labels each image with its
+Every set reads its real on-disk layout (docs/evaluation.md) and labels each image with its
 ImageNet-1k index (rank of the wnid in sorted order, ``imagenet_classes``):
 
 ==================  ==========================================  ============================
@@ -27,8 +27,8 @@ Metainfo (what ``ShiftedAccuracy`` reads through ``dataset_meta``):
 
 Samples carry ``img_path``, ``gt_label`` (the first/only ImageNet-1k index) and, for ObjectNet,
 ``gt_label_set`` (every acceptable index; pack it with ``PackInputs(algorithm_keys=['gt_label_set'])``).
-Stray files at the top level of a root are skipped with a warning (the reference crashed on them,
-FLAG-15); a wrong layout raises an error naming the path.
+Stray files at the top level of a root are skipped with a warning (the released code crashed on
+them); a wrong layout raises an error naming the path.
 """
 import json
 import os
@@ -42,17 +42,32 @@ from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS, TRANSFORMS
 
+from .formats import IMAGE_EXTENSIONS
 from .imagenet_classes import imagenet_class_names, imagenet_index, imagenet_wnids
 
 PROTOCOLS = ('paper', 'standard')
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 DATA_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 
 V2_VARIANTS = ('matched-frequency', 'threshold0.7', 'top-images')
-# SI-Score factor -> the folder the reference evaluates (reference.md §6.2).
+# SI-Score factor -> the folder the released code evaluates (docs/evaluation.md).
 SI_SCORE_FACTORS = {'area': 'area', 'location': 'location20_area02_min0pc', 'rotation': 'rotation'}
 OBJECTNET_MAPPING_FILES = ('objectnet_to_imagenet_1k.json', 'folder_to_objectnet_label.json',
                            'pytorch_to_imagenet_2012_id.json', 'imagenet_to_label_2012_v2')
+
+
+def dataset_location(dataset_cfg):
+    """The file or folder that must exist for a robustness config's ``test_dataloader.dataset``
+    (a dict with ``type`` and ``data_root``) to be on disk; the report skips sets whose location is
+    missing. One home for "where does each set live" next to the classes that read it."""
+    kind, root = dataset_cfg.get('type'), dataset_cfg.get('data_root') or ''
+    kind = getattr(kind, '__name__', kind)
+    if kind == 'SIScore':
+        return osp.join(root, SI_SCORE_FACTORS[dataset_cfg.get('factor', 'area')])
+    if kind == 'ImageNetSegmentation':
+        return osp.join(root, dataset_cfg.get('ann_file', 'gtsegs_ijcv.mat'))
+    if kind == 'ImageNet':  # mmpretrain's own: <data_root>/<split>/
+        return osp.join(root, dataset_cfg.get('split') or 'val')
+    return root
 
 
 @lru_cache(maxsize=None)
@@ -117,7 +132,7 @@ def _class_folders(root, owner, expected):
 
 def _images(folder):
     return [osp.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.lower().endswith(IMG_EXTENSIONS) and not name.startswith('.')
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.')
             and osp.isfile(osp.join(folder, name))]
 
 
@@ -157,7 +172,7 @@ class _ShiftedDataset(BaseDataset):
         if not data_list:
             raise FileNotFoundError(f'{type(self).__name__}: found no images under '
                                     f'{self.data_root!r}; expected {self.LAYOUT} (image extensions '
-                                    f'{", ".join(IMG_EXTENSIONS)})')
+                                    f'{", ".join(IMAGE_EXTENSIONS)})')
         return data_list
 
 
@@ -169,7 +184,7 @@ class _WnidFolderDataset(_ShiftedDataset):
 
     def _extra_metainfo(self, data_root):
         if self.SUBSET is None or self.protocol == 'paper':
-            return {}  # paper protocol: 1000-way argmax (reference FLAG-15)
+            return {}  # paper protocol: 1000-way argmax (docs/faithfulness.md#evaluation-protocols)
         return dict(eval_class_subset=sorted(imagenet_index(w, source='package data')
                                              for w in self.SUBSET()))
 
@@ -308,7 +323,7 @@ class SIScore(_ShiftedDataset):
 def _read_objectnet_mappings(mappings):
     """ObjectNet label -> list of ImageNet-1k indices, and folder -> ObjectNet label.
 
-    The chain of reference.md §6.3: ObjectNet label -> "name1; name2" (ImageNet label names) ->
+    The chain the released code follows: ObjectNet label -> "name1; name2" (ImageNet label names) ->
     line of ``imagenet_to_label_2012_v2`` -> torch (sorted-wnid) index via
     ``pytorch_to_imagenet_2012_id.json``.
     """
@@ -432,14 +447,14 @@ class CropBorder(BaseTransform):
 @DATASETS.register_module()
 class ImageNetSegmentation(BaseDataset):
     """ImageNet-segmentation (Guillaumin et al. 2014), 4,276 images with foreground masks, read from
-    ``gtsegs_ijcv.mat`` (MATLAB v7.3 = HDF5, via h5py), as the reference's relevance test (§7).
+    ``gtsegs_ijcv.mat`` (MATLAB v7.3 = HDF5, via h5py), as the released code's relevance test (paper Table 3).
 
     ``/value/img`` holds (N, 1) object references to (3, W, H) uint8 images; ``/value/gt`` holds
     (N, 1) references to cells whose element [0, 0] references the (W, H) binary mask.
 
     Items carry ``img`` (uint8 (H, W, 3), BGR like ``LoadImageFromFile``), ``fg_mask`` (float32
     (H, W), 1 = object), ``ignore_mask`` (zeros), ``img_shape``/``ori_shape`` and ``img_path`` =
-    ``'<file>[<i>]'``. No ``gt_label``: the test explains the PREDICTED class (FLAG-25). The pipeline
+    ``'<file>[<i>]'``. No ``gt_label``: the test explains the PREDICTED class (docs/faithfulness.md#segmentation-test). The pipeline
     therefore starts without ``LoadImageFromFile``, e.g. ``WithMask(Resize 224x224)`` then
     ``PackInputs(algorithm_keys=['fg_mask'])``.
     """

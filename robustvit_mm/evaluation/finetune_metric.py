@@ -1,4 +1,4 @@
-"""The fine-tuning objective on held-out data: what the paper selects checkpoints on (§2.4)."""
+"""The fine-tuning objective on held-out data: what the paper selects checkpoints on (docs/faithfulness.md#best-checkpoint)."""
 from collections import defaultdict
 
 import numpy as np

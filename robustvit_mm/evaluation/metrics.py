@@ -4,10 +4,10 @@
 dataset.metainfo``): ``eval_class_subset`` restricts the argmax (IN-A/IN-R 200 classes, ObjectNet
 113 overlapping classes, standard protocol only) and, under the standard protocol, a sample's
 ``gt_label_set`` lists every acceptable label (ObjectNet). Under the paper protocol only ``gt_label``
-counts and the argmax is 1000-way (reference FLAG-15).
+counts and the argmax is 1000-way (docs/faithfulness.md#evaluation-protocols).
 
-``RelevanceSegmentationMetric`` is the reference's ImageNet-segmentation test (reference.md §7,
-FLAG-25): the relevance of the PREDICTED class (attached by ``PredictedRelevanceHook``), thresholded
+``RelevanceSegmentationMetric`` is the released code's ImageNet-segmentation test (paper Table 3,
+docs/faithfulness.md#segmentation-test): the relevance of the PREDICTED class (attached by ``PredictedRelevanceHook``), thresholded
 at its per-image mean; pixel accuracy and mIoU pooled over the dataset; mAP = mean over images of a
 2-channel pooled average precision.
 
@@ -41,7 +41,7 @@ class ShiftedAccuracy(BaseMetric):
         any_of: ``'auto'`` (default) = any label of ``gt_label_set`` counts under the standard
             protocol, only ``gt_label`` under the paper protocol; or True / False.
         per_class (bool): Also report accuracy per ground-truth class (``per_class_top1/<index>``,
-            the reference's per-class mode, §6.4) and their mean (``mean_per_class_top1``).
+            the released code's per-class mode) and their mean (``mean_per_class_top1``).
         prefix (str, optional): Key prefix. None = ``'<dataset_name>_<protocol>'`` from the dataset
             metainfo (e.g. ``imagenet-a_paper/top1``), or ``'shifted'`` if the dataset has none.
     """
@@ -136,7 +136,7 @@ class ShiftedAccuracy(BaseMetric):
 
 
 def relevance_segmentation_stats(relevance, mask):
-    """Per-image statistics of the reference's segmentation test (reference.md §7).
+    """Per-image statistics of the reference's segmentation test (docs/faithfulness.md#segmentation-test).
 
     Args:
         relevance: (H, W) or (1, H, W) relevance of the predicted class (tensor or array).
@@ -180,7 +180,7 @@ def relevance_segmentation_stats(relevance, mask):
 
 @METRICS.register_module()
 class RelevanceSegmentationMetric(BaseMetric):
-    """Pixel accuracy, mIoU and mAP of relevance maps against foreground masks (reference §7).
+    """Pixel accuracy, mIoU and mAP of relevance maps against foreground masks (paper Table 3).
 
     Reads ``relevance`` ((1, H, W), attached to each data sample by ``PredictedRelevanceHook``) and
     ``fg_mask`` ((H, W), packed with ``PackInputs(algorithm_keys=['fg_mask'])``). Per image the

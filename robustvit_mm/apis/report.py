@@ -1,0 +1,443 @@
+"""The robustness report: evaluate models on every shifted set found under a data root, merge runs
+done elsewhere, and write one table (Markdown, CSV), a chart (PNG and the visualizer's backends).
+
+Each set is evaluated with its provided config ``configs/robustness/<set>[_standard].py`` (where the
+set lives, its dataset and metric: the configs and dataset classes are the one home of that
+knowledge) through mmengine's ``Runner.from_cfg(cfg).test()``, the path of the stock ``test.py``;
+the model (and, under the standard protocol, its normalisation) comes from the model's own config.
+Checkpoints are checked once, up front, with :func:`robustvit_mm.apis.checkpoint.init_checked_model`
+(and again by the configs' ``CheckpointGuardHook`` when each set loads them).
+
+``tools/robustness_report.py`` is the command line; docs/evaluation.md describes both protocols.
+"""
+import copy
+import csv
+import datetime
+import json
+import os
+import os.path as osp
+import sys
+import traceback
+import uuid
+from collections import namedtuple
+
+from ..datasets import PAPER_NORM
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
+CONFIG_DATA_ROOT = 'data'  # the provided configs point at data/<folder>; --data-root replaces it
+
+PROTOCOLS = {
+    'paper': '1000-way argmax everywhere; ObjectNet scored against its first mapped ImageNet class, '
+             'no border crop; Resize 256 -> CenterCrop 224; mean = std = 0.5 for every model '
+             '(what the released RobustViT code did).',
+    'standard': 'ImageNet-A / ImageNet-R argmax restricted to their 200 classes (the fixed published '
+                'lists); ObjectNet argmax restricted to the ImageNet classes of its 113 overlapping '
+                'classes, any mapped class counts, 3-px border crop; each model\'s native '
+                'normalisation.',
+}
+
+EvalSet = namedtuple('EvalSet', 'key title metrics')
+ACCURACY = (('top1', 'top-1 acc.'), )
+TOP5 = (('top5', 'top-5 acc.'), )
+SEGMENTATION = (('pixAcc', 'pixel acc.'), ('mIoU', 'mIoU'), ('mAP', 'mAP'))
+# Presentation only (row order and titles); each key is a config in configs/robustness/.
+SETS = (
+    EvalSet('imagenet-val', 'ImageNet val', ACCURACY),
+    EvalSet('imagenet-a', 'ImageNet-A', ACCURACY),
+    EvalSet('imagenet-r', 'ImageNet-R', ACCURACY),
+    EvalSet('imagenet-sketch', 'ImageNet-Sketch', ACCURACY),
+    EvalSet('imagenet-v2', 'ImageNet-V2', ACCURACY),
+    EvalSet('objectnet', 'ObjectNet', ACCURACY),
+    EvalSet('si-score-area', 'SI-Score size', ACCURACY),
+    EvalSet('si-score-location', 'SI-Score location', ACCURACY),
+    EvalSet('si-score-rotation', 'SI-Score rotation', ACCURACY),
+    EvalSet('imagenet-segmentation', 'ImageNet-segmentation', SEGMENTATION),
+)
+SET_BY_KEY = {s.key: s for s in SETS}
+
+
+# ------------------------------------------------------------------------------------- the sets
+def set_config_path(config_dir, key, protocol):
+    return osp.join(config_dir, f'{key}{"_standard" if protocol == "standard" else ""}.py')
+
+
+def _load_set_config(config_dir, key, protocol):
+    from mmengine.config import Config
+    path = set_config_path(config_dir, key, protocol)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no config {path} for {key} ({protocol} protocol)')
+    return Config.fromfile(path)
+
+
+def set_data_root(cfg, data_root):
+    """The set config's ``data_root`` (``data/<folder>``) moved under ``data_root``."""
+    own = cfg.test_dataloader.dataset.get('data_root') or CONFIG_DATA_ROOT
+    relative = osp.relpath(osp.normpath(own), CONFIG_DATA_ROOT)
+    return osp.normpath(osp.join(data_root, relative))
+
+
+def find_sets(data_root, keys, protocol, config_dir=CONFIG_DIR):
+    """``(present, missing)``: lists of ``(key, location)`` for the sets under ``data_root``."""
+    from ..datasets.shifted import dataset_location
+    present, missing = [], []
+    for key in keys:
+        cfg = _load_set_config(config_dir, key, protocol)
+        dataset = dict(cfg.test_dataloader.dataset, data_root=set_data_root(cfg, data_root))
+        location = dataset_location(dataset)
+        (present if osp.exists(location) else missing).append((key, location))
+    return present, missing
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def apply_normalisation(cfg, model_cfg, protocol):
+    """Paper: mean = std = 127.5 for every model. Standard: the model config's own. Returns a text."""
+    own = cfg.model.get('data_preprocessor')
+    if protocol == 'paper':
+        cfg.data_preprocessor = dict(num_classes=1000, **copy.deepcopy(PAPER_NORM))
+        if own:
+            own.update(copy.deepcopy(PAPER_NORM))
+        return 'mean = std = 127.5 (paper)'
+    if own:
+        norm = own
+    elif model_cfg.get('data_preprocessor'):
+        norm = cfg.data_preprocessor = copy.deepcopy(model_cfg.data_preprocessor)
+    else:
+        norm = cfg.data_preprocessor
+        print(f'  note: the model config sets no data_preprocessor; using mean '
+              f'{list(norm.get("mean", []))} std {list(norm.get("std", []))}')
+    return f'mean {list(norm.get("mean", []))} std {list(norm.get("std", []))} (native)'
+
+
+def _predictions_only(model):
+    """Switch off a fine-tuning validation loss computed inside ``predict`` (RobustViT's
+    ``RelevanceGuided*Classifier(val_loss=True)``): evaluation needs only the predictions, and that
+    loss needs ground-truth labels the segmentation set does not have."""
+    import inspect
+    from mmpretrain.registry import MODELS
+    model_cls = MODELS.get(model.get('type', '')) if isinstance(model.get('type'), str) else None
+    if model_cls is not None and 'val_loss' in inspect.signature(model_cls.__init__).parameters:
+        model.val_loss = False
+
+
+def build_test_config(key, protocol, model_config, checkpoint, data_root, work_dir,
+                      config_dir=CONFIG_DIR, batch_size=None, num_workers=None, verbose=False):
+    """The set's provided config with the model (and its normalisation) of ``model_config``."""
+    import torch
+    from mmengine.config import Config
+    cfg = _load_set_config(config_dir, key, protocol)
+    model_cfg = Config.fromfile(model_config)
+    cfg.model = copy.deepcopy(model_cfg.model)
+    _predictions_only(cfg.model)
+    norm = apply_normalisation(cfg, model_cfg, protocol)
+    imports = list(cfg.get('custom_imports', {}).get('imports', []))
+    for name in model_cfg.get('custom_imports', {}).get('imports', []):
+        if name not in imports:
+            imports.append(name)
+    cfg.custom_imports = dict(imports=imports, allow_failed_imports=False)
+
+    loader = cfg.test_dataloader
+    loader.dataset.data_root = set_data_root(cfg, data_root)
+    if batch_size:
+        loader.batch_size = batch_size
+    if num_workers is not None:
+        loader.num_workers = num_workers
+    if loader.get('num_workers', 0) == 0:
+        loader.persistent_workers = False
+    loader.setdefault('pin_memory', torch.cuda.is_available())
+    cfg.load_from = checkpoint
+    cfg.work_dir = work_dir
+    cfg.launcher = 'none'
+    cfg.experiment_name = f'{osp.basename(work_dir)}_{uuid.uuid4().hex[:8]}'
+    if not verbose:
+        cfg.log_level = 'WARNING'
+    return cfg, norm
+
+
+def _progress_hook(desc):
+    from mmengine.hooks import Hook
+    from tqdm import tqdm
+
+    class Progress(Hook):
+        def before_test_epoch(self, runner):
+            self.bar = tqdm(total=len(runner.test_dataloader), desc=desc, unit='batch',
+                            file=sys.stderr)
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.bar.update(1)
+
+        def after_test_epoch(self, runner, metrics=None):
+            self.bar.close()
+
+    return Progress()
+
+
+def run_evaluation(cfg, desc):
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(_progress_hook(desc), priority='VERY_LOW')
+    return {k: float(v) for k, v in runner.test().items()}
+
+
+# -------------------------------------------------------------------------------------- results
+def metric_key(key, protocol, metric):
+    return f'{key}_{protocol}/{metric}'
+
+
+def load_results(path, key, protocol):
+    """Metrics of set ``key`` from a ``test.py --out X.json --out-item metrics`` file."""
+    with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected the metrics dict that test.py writes with --out-item '
+                         f'metrics, got {type(data).__name__}')
+    prefix = f'{key}_{protocol}/'
+    found = {k: float(v) for k, v in data.items() if k.startswith(prefix)}
+    if not found:
+        other = [p for p in PROTOCOLS if p != protocol
+                 and any(k.startswith(f'{key}_{p}/') for k in data)]
+        if other:
+            raise ValueError(f'{path}: {key} was evaluated under the {other[0]} protocol; '
+                             f'this report uses the {protocol} protocol')
+        raise ValueError(f'{path}: no {prefix}* metrics (keys: {", ".join(sorted(data)) or "none"})')
+    return found
+
+
+def table_rows(results, models, protocol, top5=False):
+    """``[(set title, metric label, [value or None per model])]`` for every set with a value."""
+    rows = []
+    for eval_set in SETS:
+        metrics = eval_set.metrics + (TOP5 if top5 and eval_set.metrics is ACCURACY else ())
+        for metric, label in metrics:
+            key = metric_key(eval_set.key, protocol, metric)
+            values = [results.get(m, {}).get(eval_set.key, {}).get(key) for m in models]
+            if any(v is not None for v in values):
+                rows.append((eval_set.title, label, values))
+    return rows
+
+
+def _fmt(value, signed=False):
+    if value is None:
+        return '–'
+    return f'{value:+.2f}' if signed else f'{value:.2f}'
+
+
+def _deltas(values):
+    base = values[0]
+    return [None if base is None or v is None else v - base for v in values[1:]]
+
+
+def markdown_table(rows, models):
+    head = ['Set', 'Metric (%)', *models, *[f'Δ {m} − {models[0]}' for m in models[1:]]]
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '|'.join(['---', '---'] + ['---:'] * (len(head) - 2)) + '|']
+    for title, label, values in rows:
+        cells = [title, label, *[_fmt(v) for v in values],
+                 *[_fmt(d, signed=True) for d in _deltas(values)]]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write_csv(path, rows, models):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['set', 'metric', *models, *[f'delta_{m}' for m in models[1:]]])
+        for title, label, values in rows:
+            writer.writerow([title, label,
+                             *['' if v is None else f'{v:.4f}' for v in values],
+                             *['' if d is None else f'{d:+.4f}' for d in _deltas(values)]])
+
+
+def draw_chart(rows, models, protocol):
+    """Grouped bars, one group per (set, metric); an RGB uint8 array."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [f'{title}, {label}' for title, label, _ in rows]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 5.0), dpi=120)
+    for i, model in enumerate(models):
+        values = [np.nan if v[i] is None else v[i] for _, _, v in rows]
+        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=model)
+        ax.bar_label(bars, labels=['' if np.isnan(v) else f'{v:.1f}' for v in values],
+                     fontsize=7, padding=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8, rotation=30, ha='right')
+    ax.set_ylabel('%')
+    ax.set_title(f'Robustness ({protocol} protocol)')
+    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def save_chart(image, out, vis_backends=()):
+    """``out/report.png`` and the same image through an mmengine visualizer (``out/vis_data``,
+    plus TensorBoard / WandB backends), closed so every backend has written it."""
+    import cv2
+    from mmengine.visualization import Visualizer
+    cv2.imwrite(osp.join(out, 'report.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    names = {'local': 'LocalVisBackend', 'tensorboard': 'TensorboardVisBackend',
+             'wandb': 'WandbVisBackend'}
+    backends = [dict(type=names[n]) for n in ['local', *[b for b in vis_backends if b != 'local']]]
+    visualizer = Visualizer(name=f'robustness_report_{uuid.uuid4().hex[:8]}',
+                            vis_backends=backends, save_dir=out)
+    try:
+        visualizer.add_image('robustness_report', image)
+    finally:
+        visualizer.close()
+
+
+def write_markdown(path, table, protocol, model_lines, notes):
+    when = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
+    text = [
+        '# Robustness report', '',
+        f'Protocol: **{protocol}**: {PROTOCOLS[protocol]}', '',
+        'Accuracies are top-1 percentages; the segmentation rows are the relevance-as-segmentation '
+        'test (relevance of the predicted class thresholded at its per-image mean; pixel accuracy '
+        'and mIoU pooled over the dataset, mAP averaged over images).', '',
+        table, '', '## Models', '', *model_lines, '',
+    ]
+    if notes:
+        text += ['## Notes', '', *notes, '']
+    text += [f'Written by tools/robustness_report.py on {when}.', '']
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(text))
+
+
+# ------------------------------------------------------------------------------------- checks
+def check_request(models, results, data_root, sets=None, protocol='paper',
+                  config_dir=CONFIG_DIR):
+    """Everything that can be wrong before any evaluation, each a ``ValueError`` /
+    ``FileNotFoundError`` naming the option. Returns ``(present, missing)`` sets when models run."""
+    if not models and not results:
+        raise ValueError('give at least one --model or --results')
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'protocol {protocol!r}: one of {", ".join(PROTOCOLS)}')
+    names = [name for name, _, _ in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f'--model {twice[0]!r} is given {names.count(twice[0])} times: each model '
+                         'needs its own name (its results file is results/<name>__<set>.json)')
+    merged = [(name, key) for name, key, _ in results]
+    twice = sorted({m for m in merged if merged.count(m) > 1})
+    if twice:
+        raise ValueError(f'--results {twice[0][0]} {twice[0][1]} is given more than once')
+    unknown = [key for _, key, _ in results if key not in SET_BY_KEY] + \
+        [key for key in (sets or []) if key not in SET_BY_KEY]
+    if unknown:
+        raise ValueError(f'unknown set {unknown[0]!r}; one of {", ".join(SET_BY_KEY)}')
+    for _, _, path in results:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'--results: no file {path}')
+    if not models:
+        return [], []
+    if not data_root:
+        raise ValueError('--model needs --data-root')
+    if not osp.isdir(data_root):
+        raise FileNotFoundError(f'--data-root {data_root}: no such folder')
+    lacking = [f'{name}: config {config}' for name, config, _ in models if not osp.isfile(config)]
+    lacking += [f'{name}: checkpoint {ckpt}' for name, _, ckpt in models
+                if not ckpt.startswith(('http://', 'https://')) and not osp.isfile(ckpt)]
+    if lacking:
+        raise FileNotFoundError('missing file(s): ' + '; '.join(lacking))
+    wanted = list(sets) if sets else [s.key for s in SETS]
+    present, missing = find_sets(data_root, wanted, protocol, config_dir)
+    merged_sets = {key for _, key, _ in results}
+    if not present and not merged_sets & set(wanted):
+        expected = ', '.join(osp.relpath(where, data_root) for _, where in missing)
+        raise FileNotFoundError(f'--data-root {data_root} holds none of the sets: expected one of '
+                                f'{expected} under it (docs/evaluation.md, "Data layout")')
+    return present, missing
+
+
+def check_checkpoints(models):
+    """Each model's checkpoint must fit its config's model: checked once, before any set runs."""
+    from .checkpoint import init_checked_model
+    for name, config, checkpoint in models:
+        try:
+            init_checked_model(config, checkpoint)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f'--model {name}: {error}') from error
+
+
+# ----------------------------------------------------------------------------------------- run
+def run_report(models=(), results=(), data_root=None, protocol='paper',
+               out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
+               num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=()):
+    """Evaluate ``models`` (``(name, config, checkpoint)``) on the sets under ``data_root``, merge
+    ``results`` (``(name, set, test.py metrics JSON)``), write the report to ``out``.
+
+    Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
+    report). Bad requests raise before anything runs (see :func:`check_request`).
+    """
+    models, results = [tuple(m) for m in models], [tuple(r) for r in results]
+    present, missing = check_request(models, results, data_root, sets, protocol, config_dir)
+    loaded = {(name, key): load_results(path, key, protocol) for name, key, path in results}
+    check_checkpoints(models)
+
+    os.makedirs(osp.join(out, 'results'), exist_ok=True)
+    order, table, notes, model_lines = [], {}, [], {}
+    for name, config, checkpoint in models:
+        order.append(name)
+        model_lines[name] = f'- **{name}**: `{config}`, checkpoint `{checkpoint}`'
+    for name, key, path in results:
+        if name not in order:
+            order.append(name)
+            model_lines[name] = f'- **{name}**: results merged from JSON files'
+        table.setdefault(name, {})[key] = loaded[(name, key)]
+        notes.append(f'- {name} / {SET_BY_KEY[key].title}: merged from `{path}`.')
+    for key, where in missing:
+        line = f'{SET_BY_KEY[key].title}: not found at {where}, skipped'
+        print(line)
+        if not any(key in table.get(m, {}) for m in order):
+            notes.append(f'- {line}.')
+
+    jobs = [(key, model) for key, _ in present for model in models
+            if key not in table.get(model[0], {})]
+    failed, norms = False, {}
+    for i, (key, (name, config, checkpoint)) in enumerate(jobs, 1):
+        desc = f'[{i}/{len(jobs)}] {name} on {SET_BY_KEY[key].title}'
+        print(desc)
+        try:
+            cfg, norm = build_test_config(
+                key, protocol, config, checkpoint, data_root, osp.join(out, 'work_dirs', name, key),
+                config_dir, batch_size, num_workers, verbose)
+            norms.setdefault(name, norm)
+            metrics = run_evaluation(cfg, desc)
+        except Exception as err:  # keep the other evaluations; report the failure loudly
+            failed = True
+            traceback.print_exc()
+            line = f'{name} on {SET_BY_KEY[key].title} FAILED: {type(err).__name__}: {err}'
+            print(line)
+            notes.append(f'- {line}')
+            continue
+        table.setdefault(name, {})[key] = metrics
+        with open(osp.join(out, 'results', f'{name}__{key}.json'), 'w') as f:
+            json.dump(metrics, f, indent=1)
+
+    for name, norm in norms.items():
+        model_lines[name] += f'; normalisation {norm}'
+    if protocol == 'standard':
+        notes.append('- ImageNet-A/R class subsets: the fixed 200-wnid lists published with the '
+                     'sets (robustvit_mm/datasets/data/imagenet_{a,r}_wnids.json).')
+    rows = table_rows(table, order, protocol, top5)
+    markdown = markdown_table(rows, order)
+    write_markdown(osp.join(out, 'report.md'), markdown, protocol,
+                   [model_lines[m] for m in order], notes)
+    write_csv(osp.join(out, 'report.csv'), rows, order)
+    if rows:
+        save_chart(draw_chart(rows, order, protocol), out, vis_backends)
+    print(f'\nProtocol: {protocol}\n{markdown}\n')
+    print(f'Wrote {osp.join(out, "report.md")}, report.csv' + (', report.png' if rows else ''))
+    return 1 if failed else 0
+
+
+__all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',
+           'PROTOCOLS', 'build_test_config']
