@@ -11,7 +11,13 @@ import argparse
 import os.path as osp
 import time
 
-from robustvit_mm.datasets.synthetic import DEMO_RECIPE, write_benchmark
+try:  # quiet entry point: drop the known-harmless upstream warnings (robustvit_mm.compat)
+    from robustvit_mm.compat import silence_known_upstream_warnings
+    silence_known_upstream_warnings()
+except ImportError:  # an older checkout without the compat package
+    pass
+
+from robustvit_mm.datasets.synthetic import DEMO_RECIPE, write_benchmark  # noqa: E402
 
 
 def parse_args(argv=None):
