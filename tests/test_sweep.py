@@ -130,6 +130,16 @@ def test_two_point_sweep_through_the_stock_tools(tmp_path):
     assert md[header].startswith('| point | split_seed | ') and 'accuracy/top1' in md[header]
     assert [line.split(' | ')[0] for line in md[header + 2:]] == ['| split0', '| split1']
 
+    # The report's models: the pretrained weights first, then each point's dumped config and
+    # checkpoint.
+    models = sweep.report_models()
+    assert models[0] == ('pretrained', config, str(tmp_path / 'pretrained.pth'))
+    assert [(m[0], m[2]) for m in models[1:]] == [(r['point'], r['checkpoint']) for r in saved]
+    assert all(m[1] == osp.join(r['work_dir'], 'tiny.py') and osp.isfile(m[1])
+               for m, r in zip(models[1:], saved))
+    cmd = sweep.report_command('data')
+    assert cmd[1] == 'tools/robustness_report.py' and cmd.count('--model') == 3
+
     # A rerun skips both finished points and launches nothing.
     markers = [osp.join(sweep.point_dir(p), MARKER) for p in sweep.points]
     stamps = [os.stat(m).st_mtime_ns for m in markers]

@@ -38,6 +38,9 @@ def parse_args(argv=None):
                         help='report a failed point and go on with the others')
     parser.add_argument('--dry-run', action='store_true',
                         help='check the keys and print the points and commands; launch nothing')
+    parser.add_argument('--report', metavar='DATA_ROOT',
+                        help='then evaluate the pretrained model and every point on the shifted '
+                        'sets under DATA_ROOT (the robustness report, in <sweep>/report)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='key=value overrides applied to every point (checked against '
                         'the config)')
@@ -89,6 +92,11 @@ def main(argv=None):
     print(f'{len(records)} point(s) finished; {sweep.work_dir}/sweep_summary.md:')
     with open(f'{sweep.work_dir}/sweep_summary.md') as f:
         print(f.read())
+    if args.report:
+        from robustvit_mm.apis.report import run_report
+        return run_report(models=sweep.report_models(), data_root=args.report,
+                          out=f'{sweep.work_dir}/report')
+    print('Shifted sets for every point:\n  ' + ' '.join(sweep.report_command('DATA_ROOT')))
     return 0
 
 

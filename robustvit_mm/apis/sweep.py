@@ -320,6 +320,7 @@ class Sweep:
         if len(set(names)) != len(names):
             raise ValueError(f'sweep {self.family}: duplicate point names {names}')
         check_keys(cfg, {k for p in self.points for k in p.overrides}, self.config)
+        self._cfg = cfg
         self.name = self.name or f'{osp.splitext(osp.basename(self.config))[0]}_{self.family}'
         self.work_dir = self.work_dir or osp.join('work_dirs', self.name)
 
@@ -437,6 +438,29 @@ class Sweep:
         return records
 
     # ----------------------------------------------------------------------------------- output
+    def report_models(self, records=None, pretrained=True) -> List[tuple]:
+        """``(name, config, checkpoint)`` per finished point, the ``--model`` triples of
+        ``tools/robustness_report.py`` (and ``models`` of ``apis.report.run_report``), led by the
+        config's pretrained weights (``load_from``) as the baseline the report compares against.
+        A point's config is the one its train.py run dumped (overrides included) when present."""
+        models = []
+        load_from = self._cfg.get('load_from')
+        if pretrained and load_from:
+            models.append(('pretrained', self.config, load_from))
+        for r in self.records() if records is None else records:
+            dumped = osp.join(r['work_dir'], osp.basename(self.config))
+            models.append((r['point'], dumped if osp.isfile(dumped) else self.config,
+                           r['checkpoint']))
+        return models
+
+    def report_command(self, data_root='data', out=None) -> List[str]:
+        """The robustness report over every finished point, as a command line."""
+        cmd = ['python', 'tools/robustness_report.py', '--data-root', data_root,
+               '--out', out or osp.join(self.work_dir, 'report')]
+        for model in self.report_models():
+            cmd += ['--model', *model]
+        return cmd
+
     def records(self) -> List[dict]:
         return [r for r in (self.load_marker(p) for p in self.points) if r is not None]
 
