@@ -13,7 +13,8 @@ compat.apply()
 # Upstream modules imported here run with only the known-harmless upstream warnings silenced
 # (compat/upstream_warnings.py; the filters are restored afterwards).
 with compat.quiet():
-    from . import datasets, engine, evaluation, masks, models, relevance, visualization  # noqa: F401
+    from . import (datasets, engine, evaluation, masks, models, relevance,  # noqa: F401
+                   visualization)
     from .relevance import attention_rollout, gae_relevance, raw_attention
 
 __version__ = '0.1.0'

@@ -166,7 +166,7 @@ def test_compat_off_switch_gives_back_mmengine_loaders(tmp_path):
 
 
 def safe_load_every_checkpoint(work_dir):
-    """Every .pth of a work dir: refused by torch's plain safe loading, loaded with the allow-list."""
+    """Each .pth of a work dir: refused by torch's plain safe loading, loads with the allow-list."""
     names = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
     for name in names:
         path = osp.join(work_dir, name)

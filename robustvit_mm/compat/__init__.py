@@ -3,8 +3,8 @@
 Every change this package makes to upstream behaviour is here, one module per patch; each docstring
 says which upstream behaviour it changes, which versions need it and how to turn it off:
 
-- ``checkpoint_loading``: mmengine loads local and remote checkpoints with ``weights_only=True`` plus
-  an allow-list of what mmengine checkpoints hold; full unpickling only with
+- ``checkpoint_loading``: mmengine loads local and remote checkpoints with ``weights_only=True``
+  plus an allow-list of what mmengine checkpoints hold; full unpickling only with
   ``ROBUSTVIT_TRUST_CHECKPOINTS=1``.
 - ``dist_cpu``: ``--launcher pytorch`` works on machines without a GPU (gloo), and the process group
   is destroyed at exit.
@@ -25,8 +25,8 @@ def is_off(name):
     off = {p.strip() for p in os.environ.get('ROBUSTVIT_COMPAT_OFF', '').split(',') if p.strip()}
     unknown = off - set(PATCHES) - {'all'}
     if unknown:
-        raise ValueError(f'ROBUSTVIT_COMPAT_OFF={os.environ["ROBUSTVIT_COMPAT_OFF"]!r} names unknown '
-                         f'patch(es) {sorted(unknown)}; known: {", ".join(PATCHES)}, all')
+        raise ValueError(f'ROBUSTVIT_COMPAT_OFF={os.environ["ROBUSTVIT_COMPAT_OFF"]!r} names '
+                         f'unknown patch(es) {sorted(unknown)}; known: {", ".join(PATCHES)}, all')
     return name in off or 'all' in off
 
 

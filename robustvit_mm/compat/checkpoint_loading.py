@@ -125,13 +125,13 @@ def _load(load, name, trust, **kwargs):
 
 
 def load_checkpoint_file(filename, map_location=None, trust=False):
-    """``torch.load`` with the allow-list (full unpickling with ``trust=True`` or the env switch)."""
+    """``torch.load`` with the allow-list (full unpickling: ``trust=True`` or the env switch)."""
     return _load(functools.partial(torch.load, filename, map_location=map_location),
                  repr(str(filename)), trust)
 
 
 def load_from_local_safe(filename, map_location=None):
-    """mmengine's local-file scheme. Named ``load_from_*``: mmengine logs the rest as the backend."""
+    """mmengine's local-file scheme. Named ``load_from_*``: mmengine logs the rest as backend."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename} can not be found.')

@@ -1,9 +1,10 @@
 """Distributed training on CPU processes (gloo) through the stock launcher, when torch sees no GPU.
 
 Upstream behaviour changed: mmengine 0.10.x's ``mmengine.dist.utils._init_dist_pytorch``
-(``--launcher pytorch``: ``dist_train.sh``, ``torchrun``) calls ``torch.cuda.set_device(LOCAL_RANK)``
-whatever the backend; on a machine without a CUDA device that raises "Found no NVIDIA driver on your
-system" before any process group exists, so the gloo backend could never be used there.
+(``--launcher pytorch``: ``dist_train.sh``, ``torchrun``) calls
+``torch.cuda.set_device(LOCAL_RANK)`` whatever the backend; on a machine without a CUDA device
+that raises "Found no NVIDIA driver on your system" before any process group exists, so the gloo
+backend could never be used there.
 :func:`enable_cpu_distributed` (called by ``robustvit_mm.compat.apply()`` when the package is
 imported) wraps that function: when torch sees an accelerator (CUDA, NPU, MLU, MUSA) mmengine's own
 code runs unchanged; without one, the process group is initialised with the configured backend and
@@ -11,8 +12,8 @@ no device call. Needed with mmengine 0.10.x (checked on 0.10.7). Off:
 ``ROBUSTVIT_COMPAT_OFF=dist_cpu`` (mmengine's function unwrapped: no CPU-only distributed runs, no
 teardown at exit).
 
-The backend stays a config switch, ``env_cfg.dist_cfg.backend`` ('nccl' in the runtime base). Without
-a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine passes
+The backend stays a config switch, ``env_cfg.dist_cfg.backend`` ('nccl' in the runtime base).
+Without a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine passes
 ``device_ids=[LOCAL_RANK]``, which torch's DDP refuses for CPU modules)::
 
     --launcher pytorch --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None

@@ -4,17 +4,19 @@ Upstream behaviour changed: nothing in upstream code. Python's warning filters g
 known message (message AND module must match, so any other warning, and every warning of this
 package, still shows), and mmengine's two ``FileClient`` deprecation log lines are dropped:
 
-- mmcv-lite 2.x: ``Fail to import MultiScaleDeformableAttention ...``, raised when mmpretrain imports
-  ``mmcv.cnn.bricks.transformer`` (mmcv-lite has no compiled ops; nothing here uses that op).
+- mmcv-lite 2.x: ``Fail to import MultiScaleDeformableAttention ...``, raised when mmpretrain
+  imports ``mmcv.cnn.bricks.transformer`` (mmcv-lite has no compiled ops; nothing here uses it).
 - setuptools >= 80 with mmengine 0.10.x: ``pkg_resources is deprecated as an API``, raised when
-  mmengine's ``package_utils`` imports (and re-imports) ``pkg_resources`` to describe the environment.
+  mmengine's ``package_utils`` imports (and re-imports) ``pkg_resources`` to describe the
+  environment.
 - mmengine 0.10.x: ``"FileClient" will be deprecated in future`` and ``"HardDiskBackend" is the
   alias of "LocalBackend"``, logged as WARNING at every training start by mmengine's own
   ``CheckpointHook`` (its code says the call stays until mmengine 1.0; no config avoids it).
 
 Scope: :func:`silence_known_upstream_warnings` is for entry points (``tools/*.py`` call it first);
 importing ``robustvit_mm`` only wraps its own imports of upstream modules in :func:`quiet` (the
-filters are restored afterwards). Off: ``ROBUSTVIT_COMPAT_OFF=upstream_warnings`` (or do not call it).
+filters are restored afterwards). Off: ``ROBUSTVIT_COMPAT_OFF=upstream_warnings`` (or do not call
+it).
 """
 import contextlib
 import functools
@@ -61,7 +63,7 @@ def _drop_known_log_lines(print_log):
 
 
 def silence_known_upstream_warnings():
-    """Install the filters for the rest of the process (idempotent). Call it first in entry points."""
+    """Install the filters for the rest of the process (idempotent); entry points call it first."""
     from . import is_off
     if is_off('upstream_warnings'):
         return
