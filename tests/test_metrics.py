@@ -182,6 +182,33 @@ def test_shifted_accuracy_subset_any_of_and_per_class():
         ShiftedAccuracy(class_subset='all')
 
 
+def test_shifted_accuracy_split_by_training_classes(tmp_path):
+    """paper Figure 4 / Tables 10-11: accuracy on the fine-tuning classes vs the others, from the
+    class split file the training run saved (SaveClassSplitHook's imagenet_s_split.json)."""
+    from robustvit_mm.datasets.imagenet_classes import imagenet_wnids
+    from robustvit_mm.engine.class_split_hook import SPLIT_FILE
+    wnids = imagenet_wnids()
+    (tmp_path / SPLIT_FILE).write_text(json.dumps(
+        {'num_train_classes': 2, 'train': [wnids[954], wnids[6]], 'val': [wnids[409]]}))
+    samples = [_sample(954, {954: 5}), _sample(954, {0: 5}), _sample(6, {6: 5}),  # training
+               _sample(409, {409: 5}), _sample(13, {0: 5})]                      # other
+    metric = ShiftedAccuracy(topk=(1, ), class_split=str(tmp_path))  # the work dir or the file
+    metric.dataset_meta = dict(dataset_name='imagenet-a', protocol='paper')
+    metric.process({}, samples)
+    out = metric.evaluate(len(samples))
+    assert out['imagenet-a_paper/top1'] == pytest.approx(60.0)
+    assert out['imagenet-a_paper/top1_training_classes'] == pytest.approx(200 / 3)
+    assert out['imagenet-a_paper/top1_other_classes'] == pytest.approx(50.0)
+    assert (out['imagenet-a_paper/num_training_class_images'],
+            out['imagenet-a_paper/num_other_class_images']) == (3, 2)
+    with pytest.raises(FileNotFoundError,
+                       match=r"elsewhere' not found; SaveClassSplitHook writes imagenet_s_split"):
+        ShiftedAccuracy(class_split=str(tmp_path / 'elsewhere'))
+    (tmp_path / 'val_only.json').write_text(json.dumps({'val': [wnids[1]]}))
+    with pytest.raises(ValueError, match='no "train" class list'):
+        ShiftedAccuracy(class_split=str(tmp_path / 'val_only.json'))
+
+
 # ------------------------------------------------------------------------- stock tools/test.py
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):

@@ -7,12 +7,14 @@ dataset.metainfo``): ``eval_class_subset`` restricts the argmax (IN-A/IN-R 200 c
 counts and the argmax is 1000-way (docs/faithfulness.md#evaluation-protocols).
 
 ``RelevanceSegmentationMetric`` is the released code's ImageNet-segmentation test (paper Table 3,
-docs/faithfulness.md#segmentation-test): the relevance of the PREDICTED class (attached by ``PredictedRelevanceHook``), thresholded
-at its per-image mean; pixel accuracy and mIoU pooled over the dataset; mAP = mean over images of a
+docs/faithfulness.md#segmentation-test): the relevance of the PREDICTED class (attached by
+``PredictedRelevanceHook``), thresholded at its per-image mean; pixel accuracy and mIoU pooled over the dataset; mAP = mean over images of a
 2-channel pooled average precision.
 
 All values are percentages.
 """
+import json
+import os.path as osp
 from collections import defaultdict
 from typing import Optional, Sequence
 
@@ -22,6 +24,28 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
 EPS = np.spacing(1, dtype=np.float64)  # the reference's epsilon (float64 machine epsilon)
+
+
+CLASS_SPLIT_FILE = 'imagenet_s_split.json'  # what SaveClassSplitHook writes to the run's work dir
+
+
+def read_training_classes(path):
+    """Sorted ImageNet-1k indices of the fine-tuning (``train``) classes in a class split file
+    written by ``SaveClassSplitHook`` (``path`` = the file or the run's work dir)."""
+    from ..datasets.imagenet_classes import imagenet_index
+    if osp.isdir(path):
+        path = osp.join(path, CLASS_SPLIT_FILE)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'ShiftedAccuracy: class split file {path!r} not found; SaveClassSplitHook writes '
+            f'{CLASS_SPLIT_FILE} into the work dir of the fine-tuning run (give that file or dir)')
+    with open(path, encoding='utf-8') as f:
+        record = json.load(f)
+    wnids = record.get('train') if isinstance(record, dict) else None
+    if not wnids:
+        raise ValueError(f'ShiftedAccuracy: {path!r} has no "train" class list (the fine-tuning '
+                         'classes); is it the imagenet_s_split.json of a training run?')
+    return sorted(imagenet_index(w, source=path) for w in wnids)
 
 
 def _to_numpy(value):
@@ -44,13 +68,21 @@ class ShiftedAccuracy(BaseMetric):
             the released code's per-class mode) and their mean (``mean_per_class_top1``).
         prefix (str, optional): Key prefix. None = ``'<dataset_name>_<protocol>'`` from the dataset
             metainfo (e.g. ``imagenet-a_paper/top1``), or ``'shifted'`` if the dataset has none.
+        class_split (str, optional): the ``imagenet_s_split.json`` of the fine-tuning run (or its
+            work dir). Accuracy is then also split by ground-truth class into the fine-tuning
+            classes and the others (paper Figure 4, Tables 10-11): ``top<k>_training_classes``,
+            ``top<k>_other_classes`` and the image counts ``num_training_class_images``,
+            ``num_other_class_images``. A group with no image gets no accuracy key.
     """
 
     default_prefix = 'shifted'
 
     def __init__(self, topk=(1, 5), class_subset='auto', any_of='auto', per_class=False,
-                 collect_device='cpu', prefix: Optional[str] = None, **kwargs):
+                 class_split=None, collect_device='cpu', prefix: Optional[str] = None, **kwargs):
         super().__init__(collect_device=collect_device, prefix=prefix, **kwargs)
+        # Read at build time: a wrong path fails before the test loop, not after it.
+        self.training_classes = None if class_split is None else \
+            frozenset(read_training_classes(class_split))
         self._auto_prefix = prefix is None
         self.topk = (topk, ) if isinstance(topk, int) else tuple(topk)
         if not self.topk or any(int(k) != k or k < 1 for k in self.topk):
@@ -127,6 +159,16 @@ class ShiftedAccuracy(BaseMetric):
                        for c, rs in sorted(by_class.items())}
                 metrics.update({f'per_class_top{k}/{c}': v for c, v in per.items()})
                 metrics[f'mean_per_class_top{k}'] = float(np.mean(list(per.values())))
+        if self.training_classes is not None:
+            groups = dict(training=[], other=[])
+            for r in results:
+                groups['training' if r['gt_label'] in self.training_classes else 'other'].append(r)
+            for name, rs in groups.items():
+                metrics[f'num_{name}_class_images'] = len(rs)
+                for k in self.topk:
+                    if rs:
+                        metrics[f'top{k}_{name}_classes'] = \
+                            100.0 * float(np.mean([r['hits'][k] for r in rs]))
         return metrics
 
     def evaluate(self, size):
