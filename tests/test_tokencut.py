@@ -226,7 +226,8 @@ def _save(obj, path):
     return str(path)
 
 
-def test_load_dino_state_dict_unwraps_teacher_and_prefixes_and_falls_back_to_full_pickle(tmp_path):
+def test_load_dino_state_dict_unwraps_teacher_and_prefixes_and_unpickles_only_on_opt_in(
+        tmp_path, monkeypatch):
     sd = {'cls_token': torch.zeros(1, 1, 4), 'blocks.0.attn.qkv.weight': torch.ones(12, 4)}
     nested = {
         'teacher': {'module.backbone.' + k: v + 1 for k, v in sd.items()},
@@ -234,7 +235,13 @@ def test_load_dino_state_dict_unwraps_teacher_and_prefixes_and_falls_back_to_ful
         'args': argparse.Namespace(arch='vit_base'),  # not loadable with weights_only=True
     }
     nested['teacher']['module.head.mlp.0.weight'] = torch.zeros(3)
-    out = load_dino_state_dict(_save(nested, tmp_path / 'full.pth'))
+    full = _save(nested, tmp_path / 'full.pth')
+    monkeypatch.delenv('ROBUSTVIT_TRUST_CHECKPOINTS', raising=False)
+    with pytest.raises(ValueError, match=r'full\.pth.*ROBUSTVIT_TRUST_CHECKPOINTS=1'):
+        load_dino_state_dict(full)  # unpickling the Namespace could run code: refused
+    monkeypatch.setenv('ROBUSTVIT_TRUST_CHECKPOINTS', '1')
+    out = load_dino_state_dict(full)
+    monkeypatch.delenv('ROBUSTVIT_TRUST_CHECKPOINTS')
     assert set(out) == set(sd)
     torch.testing.assert_close(out['cls_token'], sd['cls_token'] + 1)  # the teacher
     out = load_dino_state_dict(_save({'state_dict': {'module.' + k: v for k, v in sd.items()}},

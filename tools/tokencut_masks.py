@@ -2,7 +2,7 @@
 
     python tools/tokencut_masks.py IMG_ROOT OUT_ROOT --weights dino_vitbase16_pretrain.pth [--device cuda]
 
-IMG_ROOT/<class>/<stem>.<JPEG|jpg|jpeg|png>  ->  OUT_ROOT/<class>/<stem>.png
+IMG_ROOT/<class>/<stem>.<JPEG|jpg|png|...>  ->  OUT_ROOT/<class>/<stem>.png
 
 Masks use the ImageNet-S encoding (id = G*256 + R; foreground 1, background 0), so
 ImageNetSMaskDataset reads them unchanged (configs/robustvit/vit-base-p16_robustvit-tokencut_imagenet.py).
@@ -17,6 +17,9 @@ method: DINO ViT-B/16 keys of the last block (heads concatenated, CLS dropped) -
 fast bilateral solver (sigma spatial 16, luma 16, chroma 8, lambda 256, confidence 0.999, <= 25 CG
 iterations), threshold 0.5, fill holes, largest blob. When the refined mask is empty or has
 IoU < 0.5 with the NCut mask, the NCut mask is written instead; the summary counts these fallbacks.
+
+images are read as stored (an EXIF orientation tag is ignored, as for ImageNet-S masks); symbolic
+links to folders are followed, each real folder once (a link loop is skipped with a warning).
 
 resume: masks already in OUT_ROOT are skipped (they are written atomically, so a killed run leaves
 no partial file). Unreadable images are reported by path and the run goes on.
@@ -57,6 +60,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from robustvit_mm.compat import silence_known_upstream_warnings
+    silence_known_upstream_warnings()
     from robustvit_mm.masks import generate_tokencut_masks
 
     if not osp.isdir(args.img_root):

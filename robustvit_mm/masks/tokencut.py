@@ -38,6 +38,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.linalg import eigh
 
+from ..compat.checkpoint_loading import load_checkpoint_file
 from ..datasets.formats import IMAGENET_NORM, encode_imagenet_s_mask, is_image_file
 from .bilateral_solver import bilateral_solve
 
@@ -64,18 +65,19 @@ def load_dino_state_dict(path):
     The official ``dino_vitbase16_pretrain.pth`` is a bare state dict with timm key names; full DINO
     checkpoints nest it under 'teacher' (preferred) or 'student', other tools under 'model' or
     'state_dict', with 'module.' (DDP) or 'backbone.' prefixes. All of that is unwrapped; projection
-    head keys ('head.*') are dropped.
+    head keys ('head.*') are dropped. The file is loaded safely (``robustvit_mm.compat``): one that
+    pickles other objects (a full DINO checkpoint holds its argparse options) needs
+    ``ROBUSTVIT_TRUST_CHECKPOINTS=1``, as the error says.
     """
     path = osp.expanduser(str(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'DINO weights file not found: {path}')
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # noqa: BLE001 - older pickles; the user named this local file explicitly
-        try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=False)
-        except Exception as exc:
-            raise ValueError(f'cannot read DINO weights file {path}: {exc}') from exc
+        # Safe loading (tensors, containers, numpy); a full DINO training checkpoint also pickles
+        # its argparse options, which needs the explicit opt-in the error names.
+        ckpt = load_checkpoint_file(path, map_location='cpu')
+    except Exception as exc:  # noqa: BLE001 - not a torch file, or refused by safe loading
+        raise ValueError(f'cannot read DINO weights file {path}: {exc}') from exc
     changed = True
     while changed and isinstance(ckpt, dict):
         changed = False
