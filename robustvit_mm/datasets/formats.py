@@ -69,7 +69,8 @@ def decode_imagenet_s_mask(mask: np.ndarray, path: str = '?', channel_order: str
     (docs/faithfulness.md#mask-decoding). ``path`` only names the file in errors.
     """
     if channel_order not in ('bgr', 'rgb'):
-        raise ValueError(f"decode_imagenet_s_mask: channel_order={channel_order!r}, expected 'bgr' or 'rgb'")
+        raise ValueError(f'decode_imagenet_s_mask: channel_order={channel_order!r}, expected '
+                         "'bgr' or 'rgb'")
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]

@@ -236,7 +236,8 @@ class WithMask(TransformBroadcaster):
 
     - ``'bilinear'`` (default, as the authors' code, docs/faithfulness.md#reverse-mask): cv2
       ``INTER_LINEAR`` on float32, which equals torch ``interpolate(mode='bilinear',
-      align_corners=False, antialias=False)``, the authors' torchvision-0.8 tensor resize. Boundary pixels become fractional.
+      align_corners=False, antialias=False)``, the authors' torchvision-0.8 tensor resize.
+      Boundary pixels become fractional.
     - ``'nearest'``: mmcv's nearest (cv2 ``INTER_NEAREST``, as mmseg resizes label maps); the
       masks stay exactly 0/1.
 

@@ -3,7 +3,8 @@
 Metrics cannot see the model, so this hook runs the explainer before each test (or val) iteration:
 it preprocesses the batch with the model's own ``data_preprocessor``, computes the relevance of
 each image's top-1 class (``gae_relevance`` with ``targets=None``, as the authors' segmentation
-test, docs/faithfulness.md#segmentation-test) and stores it as ``data_sample.relevance`` ((1, H, W) float32 CPU tensor in [0, 1]).
+test, docs/faithfulness.md#segmentation-test) and stores it as ``data_sample.relevance``
+((1, H, W) float32 CPU tensor in [0, 1]).
 
 mmpretrain's ``ClsDataPreprocessor`` hands the SAME ``DataSample`` objects to ``predict``, which
 fills in ``pred_label``/``pred_score`` on them; the evaluator then turns them into the dicts the

@@ -46,7 +46,8 @@ __all__ = [
     'load_dino_state_dict', 'build_dino_vitb16',
     'load_image', 'preprocess_image', 'dino_last_keys', 'ncut_affinity', 'second_smallest_eigenvector',
     'bipartition_with_seed', 'seed_component', 'ncut', 'NCutResult', 'upsample_nearest',
-    'postprocess_refined', 'mask_iou', 'TokenCutResult', 'tokencut_mask', 'write_mask_png', 'make_panel', 'list_images', 'GenerationSummary', 'generate_tokencut_masks',
+    'postprocess_refined', 'mask_iou', 'TokenCutResult', 'tokencut_mask', 'write_mask_png',
+    'make_panel', 'list_images', 'GenerationSummary', 'generate_tokencut_masks',
 ]
 
 PATCH_SIZE = 16
