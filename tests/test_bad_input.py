@@ -1,5 +1,5 @@
 """Bad input gives a clear error naming the file or option: never a crash deep inside torch, a NaN,
-or a silent skip. One test per case of the reliability issue; data cases go through the PAPER's
+or a silent skip. One test per case of docs/reliability.md; data cases go through the PAPER's
 dataset config (real pipeline: LoadCheckedImage, LoadForegroundMask, WithMask(Resize, RandomCrop,
 RandomFlip), PackInputs) on a generated ImageNet-S tree, model cases through the paper's model config.
 
