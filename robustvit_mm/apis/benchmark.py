@@ -217,13 +217,13 @@ def reference_gae(model, inputs, targets=None, *, normalize=True, upsample=True,
     return relevance.float(), logits
 
 
-def reference_relevance(model, inputs, targets):
+def reference_relevance(model, inputs, targets, dtype=torch.float32):
     """The reference-style step's relevance: :func:`reference_gae` of the targets."""
     model.zero_grad()
-    return reference_gae(model, inputs, targets)[0]
+    return reference_gae(model, inputs, targets, dtype=dtype)[0]
 
 
-def reference_losses(model, inputs, samples):
+def reference_losses(model, inputs, samples, dtype=torch.float32):
     """The released training step with this model's loss modules: relevance from its own
     forward, then a SECOND forward (no recording) for the confidence-boosting CE.
     Returns (total, losses)."""
@@ -231,7 +231,7 @@ def reference_losses(model, inputs, samples):
     targets = torch.cat([sample.gt_label for sample in samples]).to(inputs.device)
     fg_mask = stack_masks(samples, 'fg_mask', inputs.device)
     ignore_mask = stack_masks(samples, 'ignore_mask', inputs.device)
-    relevance = reference_relevance(model, inputs, targets)
+    relevance = reference_relevance(model, inputs, targets, dtype)
     losses = dict(model.relevance_loss(relevance, fg_mask, ignore_mask))
     logits = model(inputs, mode='tensor')  # forward #2
     losses['loss_cls'] = model._classification_losses(logits, samples)['loss_cls']  # head's loss
