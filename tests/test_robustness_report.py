@@ -140,10 +140,22 @@ def test_report_standard_protocol_uses_native_normalisation(tmp_path, capsys):
     # digital clock (530), the second mapped class of "Alarm clock"
     ckpt = save_tiny_checkpoint(str(tmp_path / 'o.pth'), {530: 10.})
     out = tmp_path / 'report'
+    # the fine-tuning run's class split: the alarm clock (409) was a training class
+    split = tmp_path / 'finetune_run'
+    split.mkdir()
+    (split / 'imagenet_s_split.json').write_text(json.dumps({'train': [WNIDS[409]],
+                                                             'val': [WNIDS[1]]}))
     assert run_report(data_root=str(data), out=str(out), protocol='standard', num_workers=0,
-                      sets=['objectnet', 'imagenet-a'], models=[('tiny', model_cfg, ckpt)]) == 0
+                      sets=['objectnet', 'imagenet-a'], models=[('tiny', model_cfg, ckpt)],
+                      class_splits={'tiny': str(split)}) == 0
     rows = read_csv(out / 'report.csv')
     assert rows[1] == ['ObjectNet', 'top-1 acc.', '40.0000']  # any mapped class counts: 2 of 5
+    # the 2 alarm clocks (training class) are right, the 3 bananas wrong
+    assert rows[2:] == [['ObjectNet', 'top-1, fine-tuning classes', '100.0000'],
+                        ['ObjectNet', 'top-1, other classes', '0.0000']]
+    with pytest.raises(ValueError, match='--class-split other: no --model of that name'):
+        run_report(data_root=str(data), out=str(out), models=[('tiny', model_cfg, ckpt)],
+                   class_splits={'other': str(split)})
     text = (out / 'report.md').read_text()
     assert 'mean [123.675, 116.28, 103.53] std [58.395, 57.12, 57.375] (native)' in text
     assert 'ImageNet-A: not found' in capsys.readouterr().out
@@ -201,3 +213,51 @@ def test_command_line_exits_2_with_the_message(tmp_path, repo_root):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '| ImageNet-A | top-1 acc. | 20.00 |' in proc.stdout
+
+
+def test_paper_layout_with_average_change(tmp_path):
+    """Models named ARCH:METHOD get Tables 1-2's layout: rows = architecture x method, columns =
+    sets, one average-change row per method; published numbers sit beside measured ones."""
+    from robustvit_mm.apis.report import load_paper_results, paper_layout, paper_layout_markdown
+    values = {'ViT-B:original': (20.0, 30.0), 'ViT-B:RobustViT': (25.0, 33.0),
+              'DeiT-S:RobustViT': (12.0, None), 'DeiT-S:original': (10.0, 20.0)}
+    results = []
+    for name, (a, o) in values.items():
+        path = tmp_path / f'{name.replace(":", "_")}.json'
+        path.write_text(json.dumps({'imagenet-a_paper/top1': a,
+                                    **({} if o is None else {'objectnet_paper/top1': o})}))
+        results += [(name, 'imagenet-a', str(path))] + \
+            ([] if o is None else [(name, 'objectnet', str(path))])
+    out = tmp_path / 'report'
+    assert run_report(out=str(out), results=results) == 0
+    rows = read_csv(out / 'report_paper_layout.csv')
+    assert rows == [
+        ['architecture', 'method', 'ImageNet-A', 'ImageNet-A (paper)', 'ObjectNet',
+         'ObjectNet (paper)'],
+        ['ViT-B', 'original', '20.0000', '', '30.0000', ''],
+        ['ViT-B', 'RobustViT', '25.0000', '', '33.0000', ''],
+        ['DeiT-S', 'original', '10.0000', '', '20.0000', ''],
+        ['DeiT-S', 'RobustViT', '12.0000', '', '', ''],
+        # ImageNet-A: (+5 + 2) / 2; ObjectNet: only ViT-B has both
+        ['average change', 'RobustViT', '3.5000', '', '3.0000', '']]
+    assert '## As in the paper (Tables 1-2)' in (out / 'report.md').read_text()
+
+    # published numbers, with their provenance, appear beside the measured ones
+    table = {}
+    for name, *_ in results:
+        table.setdefault(name, {})
+    for name, key, path in results:
+        table[name][key] = json.loads(open(path).read())
+    paper = {('ViT-B', 'RobustViT', 'imagenet-a', 'top1'): (27.5, '1')}
+    columns, layout = paper_layout(table, list(values), 'paper', paper)
+    assert '| ViT-B | RobustViT | 25.00 (paper 27.5, -2.5) | 33.00 |' in \
+        paper_layout_markdown(columns, layout)
+    # the shipped file: provenance enforced; it holds no numbers that were not read from the paper
+    assert load_paper_results() == {}
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'entries': [{'architecture': 'ViT-B', 'method': 'RobustViT',
+                                            'set': 'imagenet-a', 'metric': 'top1', 'value': 1}]}))
+    with pytest.raises(ValueError, match=r"entry 0 lacks \['table'\]"):
+        load_paper_results(str(bad))
+    with pytest.raises(ValueError, match='model name .*no "/"'):
+        run_report(out=str(out), results=[('ViT-B/x', 'imagenet-a', results[0][2])])

@@ -14,6 +14,10 @@ in with ``--results NAME SET JSON`` (``test.py CONFIG CKPT --out X.json --out-it
 Writes ``report.md``, ``report.csv`` (rows = set and metric, columns = models, then each model's
 change against the first), ``report.png`` (also through the visualizer: ``vis_data/`` and any
 ``--vis-backend``) and ``results/<model>__<set>.json`` per run (mergeable again) to ``--out``.
+Models named ``ARCH:METHOD`` (e.g. ``ViT-B:original``, ``ViT-B:RobustViT``) also get the paper's
+Tables 1-2 layout (``report_paper_layout.csv``, with an average-change row per method);
+``--class-split NAME WORK_DIR`` splits a fine-tuned model's accuracy into its training classes and
+the others (paper Tables 10-11).
 
 Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std = 0.5
 for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with any mapped
@@ -35,6 +39,10 @@ def parse_args(argv=None):
     parser.add_argument('--results', nargs=3, action='append', default=[],
                         metavar=('NAME', 'SET', 'JSON'),
                         help='merge metrics written by `test.py ... --out X.json --out-item metrics`')
+    parser.add_argument('--class-split', nargs=2, action='append', default=[],
+                        metavar=('NAME', 'SPLIT'),
+                        help="a fine-tuned model's imagenet_s_split.json (or work dir): accuracy "
+                        'on its fine-tuning classes vs the others')
     parser.add_argument('--data-root', help='folder holding the sets under their usual names')
     parser.add_argument('--protocol', choices=tuple(PROTOCOLS), default='paper')
     parser.add_argument('--out', default='work_dirs/robustness_report', help='output folder')
@@ -62,7 +70,8 @@ def main(argv=None):
             protocol=args.protocol, out=args.out,
             sets=args.sets.split(',') if args.sets else None, top5=args.top5,
             batch_size=args.batch_size, num_workers=args.num_workers, config_dir=args.config_dir,
-            verbose=args.verbose, vis_backends=args.vis_backend)
+            verbose=args.verbose, vis_backends=args.vis_backend,
+            class_splits=dict(args.class_split))
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -40,6 +40,9 @@ PROTOCOLS = {
 EvalSet = namedtuple('EvalSet', 'key title metrics')
 ACCURACY = (('top1', 'top-1 acc.'), )
 TOP5 = (('top5', 'top-5 acc.'), )
+# With ShiftedAccuracy(class_split=...) (--class-split): the fine-tuning classes vs the others.
+CLASS_GROUPS = (('top1_training_classes', 'top-1, fine-tuning classes'),
+                ('top1_other_classes', 'top-1, other classes'))
 SEGMENTATION = (('pixAcc', 'pixel acc.'), ('mIoU', 'mIoU'), ('mAP', 'mAP'))
 # Presentation only (row order and titles); each key is a config in configs/robustness/.
 SETS = (
@@ -121,7 +124,8 @@ def _predictions_only(model):
 
 
 def build_test_config(key, protocol, model_config, checkpoint, data_root, work_dir,
-                      config_dir=CONFIG_DIR, batch_size=None, num_workers=None, verbose=False):
+                      config_dir=CONFIG_DIR, batch_size=None, num_workers=None, verbose=False,
+                      class_split=None):
     """The set's provided config with the model (and its normalisation) of ``model_config``."""
     import torch
     from mmengine.config import Config
@@ -145,6 +149,8 @@ def build_test_config(key, protocol, model_config, checkpoint, data_root, work_d
     if loader.get('num_workers', 0) == 0:
         loader.persistent_workers = False
     loader.setdefault('pin_memory', torch.cuda.is_available())
+    if class_split and cfg.test_evaluator.get('type') == 'ShiftedAccuracy':
+        cfg.test_evaluator.class_split = class_split
     cfg.load_from = checkpoint
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
@@ -207,7 +213,9 @@ def table_rows(results, models, protocol, top5=False):
     """``[(set title, metric label, [value or None per model])]`` for every set with a value."""
     rows = []
     for eval_set in SETS:
-        metrics = eval_set.metrics + (TOP5 if top5 and eval_set.metrics is ACCURACY else ())
+        metrics = eval_set.metrics
+        if eval_set.metrics is ACCURACY:
+            metrics = metrics + (TOP5 if top5 else ()) + CLASS_GROUPS
         for metric, label in metrics:
             key = metric_key(eval_set.key, protocol, metric)
             values = [results.get(m, {}).get(eval_set.key, {}).get(key) for m in models]
@@ -294,7 +302,102 @@ def save_chart(image, out, vis_backends=()):
         visualizer.close()
 
 
-def write_markdown(path, table, protocol, model_lines, notes):
+# ------------------------------------------------------------------------- the paper's layout
+PAPER_RESULTS = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'paper_results.json')
+METHOD_ORDER = ('original', 'RobustViT', 'TokenCut', 'GradMask', 'RRR')
+
+
+def load_paper_results(path=PAPER_RESULTS):
+    """``{(architecture, method, set, metric): (value, table)}`` from the published-numbers file;
+    every entry must carry its provenance (table, architecture, method, set, metric)."""
+    with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    numbers = {}
+    for i, entry in enumerate(data.get('entries', [])):
+        lacking = [k for k in ('table', 'architecture', 'method', 'set', 'metric', 'value')
+                   if entry.get(k) is None]
+        if lacking or entry['set'] not in SET_BY_KEY:
+            raise ValueError(f'{path}: entry {i} lacks {lacking or "a known set"}: {entry}')
+        numbers[(entry['architecture'], entry['method'], entry['set'], entry['metric'])] = \
+            (float(entry['value']), str(entry['table']))
+    return numbers
+
+
+def split_name(name):
+    """'ViT-B:RobustViT' -> ('ViT-B', 'RobustViT'); a name without ':' has no place in the
+    paper's layout."""
+    arch, sep, method = name.partition(':')
+    return (arch, method) if sep and arch and method else None
+
+
+def paper_layout(results, models, protocol, paper=None):
+    """Tables 1-2 as the paper lays them out: ``(columns, rows)`` with rows = architecture x
+    method (original, RobustViT, TokenCut, GradMask, RRR, then others) and one ``average change``
+    row per method (mean over the architectures that have it and the original of the change
+    against the original), columns = the accuracy sets with a top-1 value. Each cell is
+    ``(measured or None, paper or None)``. Models named ``ARCH:METHOD`` take part."""
+    paper = paper or {}
+    named = [(m, split_name(m)) for m in models if split_name(m)]
+    value = {split: results.get(m, {}) for m, split in named}
+    sets = [s for s in SETS if s.metrics is ACCURACY and any(
+        metric_key(s.key, protocol, 'top1') in value[split].get(s.key, {}) for _, split in named)]
+    archs = list(dict.fromkeys(arch for _, (arch, _) in named))
+    methods = [m for m in METHOD_ORDER if any(meth == m for _, (_, meth) in named)] + \
+        list(dict.fromkeys(meth for _, (_, meth) in named if meth not in METHOD_ORDER))
+
+    def top1(arch, method, key):
+        return value.get((arch, method), {}).get(key, {}).get(metric_key(key, protocol, 'top1'))
+
+    rows = []
+    for arch in archs:
+        for method in methods:
+            if (arch, method) in value:
+                rows.append((arch, method, [(top1(arch, method, s.key),
+                                             (paper.get((arch, method, s.key, 'top1')) or
+                                              (None, ))[0]) for s in sets]))
+    for method in methods:
+        if method == 'original':
+            continue
+        cells = []
+        for s in sets:
+            changes = [top1(a, method, s.key) - top1(a, 'original', s.key) for a in archs
+                       if top1(a, method, s.key) is not None and top1(a, 'original', s.key)
+                       is not None]
+            cells.append((sum(changes) / len(changes) if changes else None, None))
+        if any(c[0] is not None for c in cells):
+            rows.append(('average change', method, cells))
+    return [s.title for s in sets], rows
+
+
+def paper_layout_markdown(columns, rows):
+    def cell(measured, published):
+        text = _fmt(measured, signed=False)
+        if published is not None:
+            text += f' (paper {published:.1f}' + (
+                f', {measured - published:+.1f})' if measured is not None else ')')
+        return text
+    lines = ['| Architecture | Method | ' + ' | '.join(columns) + ' |',
+             '|---|---|' + '---:|' * len(columns)]
+    for arch, method, cells in rows:
+        if arch == 'average change':
+            shown = [_fmt(m, signed=True) for m, _ in cells]
+        else:
+            shown = [cell(m, p) for m, p in cells]
+        lines.append(f'| {arch} | {method} | ' + ' | '.join(shown) + ' |')
+    return '\n'.join(lines)
+
+
+def write_paper_layout_csv(path, columns, rows):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['architecture', 'method', *[c for col in columns
+                                                      for c in (col, f'{col} (paper)')]])
+        for arch, method, cells in rows:
+            writer.writerow([arch, method, *[
+                '' if v is None else f'{v:.4f}' for m, p in cells for v in (m, p)]])
+
+
+def write_markdown(path, table, protocol, model_lines, notes, paper_table=None):
     when = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     text = [
         '# Robustness report', '',
@@ -302,8 +405,16 @@ def write_markdown(path, table, protocol, model_lines, notes):
         'Accuracies are top-1 percentages; the segmentation rows are the relevance-as-segmentation '
         'test (relevance of the predicted class thresholded at its per-image mean; pixel accuracy '
         'and mIoU pooled over the dataset, mAP averaged over images).', '',
-        table, '', '## Models', '', *model_lines, '',
+        table, '',
     ]
+    if paper_table:
+        text += ['## As in the paper (Tables 1-2)', '',
+                 'Top-1 accuracy (%) of the models named `ARCHITECTURE:METHOD`; the average-change '
+                 'rows are the mean change against `original` over the architectures that have '
+                 'both. Published numbers appear beside a value when '
+                 '`robustvit_mm/apis/data/paper_results.json` holds them (with their table, row and '
+                 'column).', '', paper_table, '']
+    text += ['## Models', '', *model_lines, '']
     if notes:
         text += ['## Notes', '', *notes, '']
     text += [f'Written by tools/robustness_report.py on {when}.', '']
@@ -325,6 +436,10 @@ def check_request(models, results, data_root, sets=None, protocol='paper',
     if twice:
         raise ValueError(f'--model {twice[0]!r} is given {names.count(twice[0])} times: each model '
                          'needs its own name (its results file is results/<name>__<set>.json)')
+    bad = [n for n in names + [name for name, _, _ in results] if '/' in n or '__' in n]
+    if bad:
+        raise ValueError(f'model name {bad[0]!r}: no "/" or "__" (it names results/<name>__<set>'
+                         '.json); name architecture and method as ARCH:METHOD')
     merged = [(name, key) for name, key, _ in results]
     twice = sorted({m for m in merged if merged.count(m) > 1})
     if twice:
@@ -370,15 +485,25 @@ def check_checkpoints(models):
 # ----------------------------------------------------------------------------------------- run
 def run_report(models=(), results=(), data_root=None, protocol='paper',
                out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
-               num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=()):
+               num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=(),
+               class_splits=None):
     """Evaluate ``models`` (``(name, config, checkpoint)``) on the sets under ``data_root``, merge
     ``results`` (``(name, set, test.py metrics JSON)``), write the report to ``out``.
+    ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
+    their accuracy into the fine-tuning classes and the others. Models named ``ARCH:METHOD`` also
+    get the paper's Tables 1-2 layout.
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
     report). Bad requests raise before anything runs (see :func:`check_request`).
     """
     models, results = [tuple(m) for m in models], [tuple(r) for r in results]
     present, missing = check_request(models, results, data_root, sets, protocol, config_dir)
+    unknown = sorted(set(class_splits or {}) - {name for name, _, _ in models})
+    if unknown:
+        raise ValueError(f'--class-split {unknown[0]}: no --model of that name')
+    for name, path in (class_splits or {}).items():
+        from ..evaluation.metrics import read_training_classes
+        read_training_classes(path)  # a wrong path fails now, not after the other sets ran
     loaded = {(name, key): load_results(path, key, protocol) for name, key, path in results}
     check_checkpoints(models)
 
@@ -408,7 +533,7 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
         try:
             cfg, norm = build_test_config(
                 key, protocol, config, checkpoint, data_root, osp.join(out, 'work_dirs', name, key),
-                config_dir, batch_size, num_workers, verbose)
+                config_dir, batch_size, num_workers, verbose, (class_splits or {}).get(name))
             norms.setdefault(name, norm)
             metrics = run_evaluation(cfg, desc)
         except Exception as err:  # keep the other evaluations; report the failure loudly
@@ -429,8 +554,12 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
                      'sets (robustvit_mm/datasets/data/imagenet_{a,r}_wnids.json).')
     rows = table_rows(table, order, protocol, top5)
     markdown = markdown_table(rows, order)
+    columns, layout = paper_layout(table, order, protocol, load_paper_results())
+    paper_table = paper_layout_markdown(columns, layout) if layout else None
+    if layout:
+        write_paper_layout_csv(osp.join(out, 'report_paper_layout.csv'), columns, layout)
     write_markdown(osp.join(out, 'report.md'), markdown, protocol,
-                   [model_lines[m] for m in order], notes)
+                   [model_lines[m] for m in order], notes, paper_table)
     write_csv(osp.join(out, 'report.csv'), rows, order)
     if rows:
         save_chart(draw_chart(rows, order, protocol), out, vis_backends)
@@ -440,4 +569,4 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
 
 
 __all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',
-           'PROTOCOLS', 'build_test_config']
+           'PROTOCOLS', 'build_test_config', 'paper_layout', 'load_paper_results']
