@@ -118,3 +118,19 @@ def test_partial_loading_is_explicit_and_never_accepts_other_shapes(tmp_path):
     with pytest.raises(ValueError, match=r'head\.layers\.head\.weight is \(7, 32\) in '
                        r'the file but \(5, 32\) in the model'):
         load_checked_checkpoint(build(), path, allow_partial=True)
+
+
+def test_training_guard_hook_gives_the_same_message(tmp_path):
+    """CheckpointGuardHook (stock train.py / test.py through the runtime and robustness bases)
+    calls the same check: an unconverted timm file names the converter there too."""
+    from types import SimpleNamespace
+    from robustvit_mm.engine.checkpoint_guard_hook import CheckpointGuardHook
+    path = str(tmp_path / 'timm.pth')
+    model = build()
+    runner = SimpleNamespace(model=model, _load_from=path, _resume=False, work_dir=str(tmp_path),
+                             hooks=[])
+    hook = CheckpointGuardHook()
+    hook.before_run(runner)
+    with pytest.raises(ValueError, match=re.escape(f"Checkpoint {path!r} does not fit the model ") +
+                       r'.*convert them with tools/convert_timm_weights\.py.*Nothing was loaded'):
+        hook.after_load_checkpoint(runner, {'state_dict': timm_vit().state_dict()})
