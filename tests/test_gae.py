@@ -651,3 +651,13 @@ def test_unsupported_models_get_a_type_error_saying_why_at_build_and_first_call(
                                   neck=dict(type='GlobalAveragePooling'), head=head))
     with pytest.raises(TypeError, match=reason):
         gae_relevance(model, torch.randn(1, 3, 32, 32))
+
+
+def test_gradient_checkpointing_is_refused_saying_why(tiny_model):
+    """Checkpointed blocks are recomputed in the backward pass, after the recorder has put the
+    fused path back: autograd would fail with a checkpoint metadata error instead."""
+    model = tiny_model('timm').train()
+    gae_relevance(model, torch.randn(1, 3, 32, 32))  # fine without
+    model.set_grad_checkpointing(True)
+    with pytest.raises(TypeError, match='gradient checkpointing.*set_grad_checkpointing'):
+        gae_relevance(model, torch.randn(1, 3, 32, 32))

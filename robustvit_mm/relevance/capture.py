@@ -126,6 +126,11 @@ def readout(vit, family):
 def attention_modules(vit, family):
     """Per block, ``(attention module, how its map is recorded)``: 'sdpa' (replace the fused kernel
     attribute) or 'attn_drop' (hook the dropout applied to the explicit softmax)."""
+    if getattr(vit, 'grad_checkpointing', False):
+        raise UnsupportedModelError(
+            f'{type(vit).__name__} has gradient checkpointing on: its blocks are recomputed in the '
+            'backward pass, outside the recorder, so the recorded maps are not the tensors autograd '
+            'differentiates. Turn it off (model.set_grad_checkpointing(False)).')
     blocks = vit.layers if family == 'mmpretrain' else vit.blocks
     found = []
     for index, block in enumerate(blocks):
@@ -139,8 +144,9 @@ def attention_modules(vit, family):
             found.append((attn, 'attn_drop'))
         else:
             raise UnsupportedModelError(
-                f'{type(vit).__name__} block {index}: attention {type(attn).__name__} does not '
-                'expose its post-softmax probabilities in a way that can be recorded.')
+                f'{type(vit).__name__} block {index} ({type(block).__name__}): its attention '
+                f'({type(attn).__name__}) does not expose post-softmax probabilities in a way '
+                'that can be recorded.')
     return found
 
 
