@@ -51,6 +51,12 @@ def test_bad_family_and_keys_fail_before_anything_runs(tmp_path):
         Sweep('seeds', str(tmp_path / 'no_such_config.py'))
     with pytest.raises(ValueError, match='appendix-g-classes'):
         Sweep('appendix-g', PAPER, values=[1, 2])
+    with pytest.raises(ValueError, match=r'\[2.5\] are not integers >= 0'):
+        Sweep('seeds', PAPER, values=[1, 2.5])
+    with pytest.raises(ValueError, match=r'\[0\] are not integers >= 1'):
+        Sweep('appendix-g-images', PAPER, values=[0, 3])
+    with pytest.raises(ValueError, match='factors must be > 0'):
+        Sweep('lr-grid', PAPER, values=[0, 1])
     # The literal sorted class order ignores split_seed: a class-split sweep would repeat one split.
     sorted_order = {f'{k}_dataloader.dataset.class_order': 'sorted' for k in ('train', 'val')}
     with pytest.raises(ValueError, match="split_seed has no effect with class_order='sorted'"):
@@ -65,6 +71,21 @@ def test_cfg_values_round_trip_through_dictaction():
     ns = type('NS', (), {})()
     action(None, ns, [f'{k}={format_cfg_value(v)}' for k, v in values.items()])
     assert ns.o == values
+
+
+def test_one_sweep_per_folder(tmp_path):
+    sweep = Sweep('seeds', PAPER, work_dir=str(tmp_path / 's'))
+    os.makedirs(sweep.work_dir)
+    with open(osp.join(sweep.work_dir, 'sweep.lock'), 'w') as f:
+        f.write(str(os.getppid()))  # a live process holds the folder
+    with pytest.raises(RuntimeError, match='another sweep .* is running'):
+        sweep.run(log=lambda line: None)
+    assert os.listdir(sweep.work_dir) == ['sweep.lock']  # nothing was started
+    with open(osp.join(sweep.work_dir, 'sweep.lock'), 'w') as f:
+        f.write('999999999')  # no such process: a stale lock, taken over
+    sweep.points = []  # nothing to train: the run only writes the (empty) results
+    assert sweep.run(log=lambda line: None) == []
+    assert not osp.exists(osp.join(sweep.work_dir, 'sweep.lock'))
 
 
 def test_lr_rule_takes_the_largest_lr_within_tolerance():

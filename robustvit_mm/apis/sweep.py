@@ -20,6 +20,7 @@ A point with a marker is skipped on a rerun; a point whose work dir holds a ``la
 no marker (interrupted) resumes its training with ``--resume``, then is tested. Delete a point's
 marker to test it again, its folder to train it again from scratch.
 """
+import contextlib
 import csv
 import glob
 import json
@@ -41,6 +42,7 @@ RESULTS = 'sweep_results.json'
 SUMMARY = 'sweep_summary'
 TRAIN_LOG, TEST_LOG = 'sweep_train.log', 'sweep_test.log'
 TEST_METRICS = 'sweep_test_metrics.json'
+LOCK = 'sweep.lock'
 
 # Config keys the families vary. The class-split options are keys of the dataloaders' `dataset`
 # (ImageNetSMaskDataset); every dataloader whose dataset has the key gets the same value, so the
@@ -117,7 +119,10 @@ def dataset_option_paths(cfg, option: str) -> List[str]:
 
 
 # --------------------------------------------------------------------------------------- families
-def _ints(values):
+def _ints(values, minimum=0):
+    bad = [v for v in values if isinstance(v, bool) or not float(v).is_integer() or v < minimum]
+    if bad:
+        raise ValueError(f'sweep values {bad} are not integers >= {minimum}')
     return [int(v) for v in values]
 
 
@@ -150,12 +155,12 @@ def _appendix_e_points(cfg, values):
 
 def _classes_points(cfg, values):
     paths = dataset_option_paths(cfg, NUM_CLASSES_OPTION)
-    return [Point(f'classes{v}', {p: v for p in paths}) for v in _ints(values)]
+    return [Point(f'classes{v}', {p: v for p in paths}) for v in _ints(values, 1)]
 
 
 def _images_points(cfg, values):
     paths = dataset_option_paths(cfg, NUM_SAMPLES_OPTION)
-    return [Point(f'images{v}', {p: v for p in paths}) for v in _ints(values)]
+    return [Point(f'images{v}', {p: v for p in paths}) for v in _ints(values, 1)]
 
 
 def _appendix_g_points(cfg, values):
@@ -168,6 +173,8 @@ def _appendix_g_points(cfg, values):
 
 def _lr_points(cfg, values):
     base = float(_lookup(cfg, LR_KEY))
+    if any(float(f) <= 0 for f in values):
+        raise ValueError(f'lr-grid factors must be > 0, got {list(values)}')
     points = []
     for factor in values:
         lr = float(f'{base * float(factor):.6g}')
@@ -269,6 +276,39 @@ def _tail(path, n=40):
 def _epoch_of(path):
     m = re.search(r'(\d+)\.pth$', path)
     return int(m.group(1)) if m else -1
+
+
+@contextlib.contextmanager
+def _sweep_lock(work_dir):
+    """One running sweep per folder: two would train the same point into one work dir. A lock left
+    by a process that no longer exists is taken over."""
+    path = osp.join(work_dir, LOCK)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # stale
+                continue
+            except PermissionError:
+                pass
+            raise RuntimeError(f'another sweep (process {pid}) is running in {work_dir} '
+                               f'({path}); wait for it or use another --name / --work-dir')
+    else:
+        raise RuntimeError(f'could not take the sweep lock {path}')
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 @dataclass
@@ -410,6 +450,10 @@ class Sweep:
         records of the finished points. With ``keep_going`` a failed point is reported and the
         sweep goes on (a RuntimeError at the end lists the failures)."""
         os.makedirs(self.work_dir, exist_ok=True)
+        with _sweep_lock(self.work_dir):
+            return self._run(env, log, keep_going)
+
+    def _run(self, env, log, keep_going):
         start, n, failed = time.time(), len(self.points), []
         log(f'sweep {self.name}: {self.spec.paper}, {n} points -> {self.work_dir}')
         for i, point in enumerate(self.points, 1):
