@@ -198,7 +198,7 @@ def test_targets_none_explains_argmax_and_explicit_targets_change_the_map(tiny_m
     assert (per_sample_change > 1e-2).all(), per_sample_change
 
 
-# --------------------------------------------------------------------------- gradient path §1.3
+# --------------------------------------------------------------------------- gradient path
 def _grad_is_zero(param):
     return param.grad is None or torch.count_nonzero(param.grad) == 0
 
@@ -208,7 +208,8 @@ def _grad_is_nonzero(param):
 
 
 def _param_groups(model, family):
-    """(must_be_zero, must_be_nonzero) parameter dicts and the last block's qkv, per reference.md §1.3."""
+    """(must_be_zero, must_be_nonzero) parameter dicts and the last block's qkv: with a constant
+    gradient factor (docs/faithfulness.md#gradient-constant) only the attention path is reached."""
     vit = vit_of(model)
     if family == 'vit':
         blocks, last = vit.layers, vit.layers[-1]
@@ -367,9 +368,9 @@ def test_works_under_no_grad_and_returns_detached(tiny_model, family, train_mode
 def test_frozen_parameters_still_get_a_relevance_map(tiny_model):
     """Frozen stages (mmpretrain ``frozen_stages``) or a fully frozen copy: G_l is still defined.
 
-    Known bug (see the report): the first block's attention map does not require grad when
-    everything before it is frozen, and ``torch.autograd.grad`` over all maps raises
-    'One of the differentiated Tensors does not require grad'.
+    With everything before a block frozen, its attention map would not require grad and
+    ``torch.autograd.grad`` over all maps would raise; the recorder then lets the input carry
+    the graph, and the map equals the unfrozen model's.
     """
     model = tiny_model('vit', frozen_stages=1)
     inputs = torch.randn(2, 3, 32, 32)
@@ -430,8 +431,8 @@ def test_non_vit_models_get_a_type_error_naming_what_is_supported():
 
 @pytest.mark.parametrize('family', ['vit', 'deit3', 'timm', 'timm_classifier'])
 def test_input_not_divisible_by_patch_is_a_value_error_naming_the_sizes(tiny_model, family):
-    """Known bug for timm (see the report): timm's own AssertionError fires before the check,
-    because the check runs in a forward hook (after the patch embedding) instead of a pre-hook."""
+    """Our check runs before the patch embedding (a pre-hook), so timm's own AssertionError
+    about the input size never pre-empts it."""
     model = tiny_model(family, img_size=32, patch=4)
     with pytest.raises(ValueError) as info:
         gae_relevance(model, torch.randn(1, 3, 30, 34))

@@ -110,11 +110,11 @@ def readout(vit, family):
     if family == 'mmpretrain':
         pooling = {'cls_token': 'token', 'avg_featmap': 'avg'}.get(vit.out_type)
         setting = f'out_type={vit.out_type!r}'
+    elif getattr(vit, 'attn_pool', None) is not None:
+        pooling, setting = None, 'attention pooling (global_pool="map")'
     else:
-        pooling = None if getattr(vit, 'attn_pool', None) is not None else (
-            {'token': 'token', 'avg': 'avg'}.get(vit.global_pool))
-        setting = ('attention pooling (global_pool="map")' if pooling is None and getattr(
-            vit, 'attn_pool', None) is not None else f'global_pool={vit.global_pool!r}')
+        pooling = {'token': 'token', 'avg': 'avg'}.get(vit.global_pool)
+        setting = f'global_pool={vit.global_pool!r}'
     if pooling is None:
         raise UnsupportedModelError(
             f'{type(vit).__name__} with {setting}: relevance is read from the class token '
