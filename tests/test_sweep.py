@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import subprocess
+import sys
 
 import pytest
 from mmengine.config import Config, DictAction
@@ -62,6 +63,19 @@ def test_bad_family_and_keys_fail_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="split_seed has no effect with class_order='sorted'"):
         Sweep('appendix-e', PAPER, cfg_options=sorted_order)
     assert not osp.exists(tmp_path / 'x')
+
+
+def test_command_line_plan_and_errors():
+    tool = [sys.executable, osp.join(REPO, 'tools', 'sweep.py')]
+    out = subprocess.run(tool + ['appendix-e', PAPER, '--dry-run'], capture_output=True,
+                         text=True, check=True).stdout
+    assert '[3/3] seed2' in out and out.count(osp.join('.mim', 'tools', 'train.py')) == 3
+    assert 'test_dataloader.dataset.split_seed=2' in out
+    bad = subprocess.run(tool + ['appendix-e', PAPER, '--dry-run', '--cfg-options',
+                                 'train_dataloader.dataset.data_rot=x'],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and 'nothing was launched' in bad.stderr, bad.stderr
+    assert "'data_rot'" in bad.stderr and 'data_root' in bad.stderr  # the keys that do exist
 
 
 def test_cfg_values_round_trip_through_dictaction():
@@ -161,14 +175,15 @@ def test_two_point_sweep_through_the_stock_tools(tmp_path):
     cmd = sweep.report_command('data')
     assert cmd[1] == 'tools/robustness_report.py' and cmd.count('--model') == 3
 
-    # A rerun skips both finished points and launches nothing.
+    # A rerun (the command line) skips both finished points and launches nothing.
     markers = [osp.join(sweep.point_dir(p), MARKER) for p in sweep.points]
     stamps = [os.stat(m).st_mtime_ns for m in markers]
-    lines.clear()
-    assert [r['point'] for r in Sweep('class-splits', config, values=[0, 1],
-                                      work_dir=str(root)).run(env=env, log=lines.append)] == \
-        ['split0', 'split1']
-    assert sum('finished before, skipped' in line for line in lines) == 2
+    out = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), 'class-splits', config,
+         '--values', '0,1', '--work-dir', str(root)],
+        env=env, capture_output=True, text=True, check=True).stdout
+    assert out.count('finished before, skipped') == 2, out
+    assert '| split1 | 1 |' in out and '--model split1' in out  # summary, report command
     assert [os.stat(m).st_mtime_ns for m in markers] == stamps
 
     # Deleting a point's marker runs that point again (its training resumes at the end, then test).
