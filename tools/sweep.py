@@ -16,6 +16,7 @@ Shifted-set numbers of each point: tools/robustness_report.py --model POINT CONF
 (docs/reproduce.md).
 """
 import argparse
+import os
 import sys
 
 from mmengine.config import DictAction
@@ -47,6 +48,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.list and not (args.family and args.config):
         parser.error('give FAMILY and CONFIG (or --list)')
+    if args.report and not os.path.isdir(args.report):  # before days of training, not after
+        parser.error(f'--report {args.report}: no such folder')
     return args
 
 
@@ -94,8 +97,12 @@ def main(argv=None):
         print(f.read())
     if args.report:
         from robustvit_mm.apis.report import run_report
-        return run_report(models=sweep.report_models(), data_root=args.report,
-                          out=f'{sweep.work_dir}/report')
+        try:
+            return run_report(models=sweep.report_models(), data_root=args.report,
+                              out=f'{sweep.work_dir}/report')
+        except (ValueError, FileNotFoundError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
     print('Shifted sets for every point:\n  ' + ' '.join(sweep.report_command('DATA_ROOT')))
     return 0
 
