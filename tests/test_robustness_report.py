@@ -78,7 +78,7 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     out = tmp_path / 'report'
 
     code = run_report(data_root=str(data), out=str(out), protocol='paper', batch_size=4,
-                      num_workers=0, vis_backends=['tensorboard'],
+                      num_workers=0, vis_backends=['tensorboard'], per_class=True,
                       models=[('pretrained', model_cfg, pretrained),
                               ('robustvit', model_cfg, robustvit)],
                       results=[('pretrained', 'imagenet-r', str(r_json))])
@@ -117,6 +117,14 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in printed
     png = (out / 'report.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
+    # per-class changes against the first model (Appendix J): only the bananas changed
+    per_class = read_csv(out / 'report_per_class.csv')
+    assert per_class[0] == ['set', 'model', 'direction', 'class', 'name', 'before', 'after',
+                            'change']
+    assert per_class[1:] == [
+        ['imagenet-a', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000'],
+        ['objectnet', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000']]
+    assert '## Per-class changes (Appendix J)' in text and 'banana (954) 0 -> 100' in text
     # the chart also went through the visualizer, closed: TensorBoard holds it
     assert tensorboard_images(out / 'vis_data') == {'robustness_report': 1}
     assert (out / 'vis_data' / 'vis_image' / 'robustness_report_0.png').is_file()

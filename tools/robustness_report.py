@@ -17,7 +17,8 @@ change against the first), ``report.png`` (also through the visualizer: ``vis_da
 Models named ``ARCH:METHOD`` (e.g. ``ViT-B:original``, ``ViT-B:RobustViT``) also get the paper's
 Tables 1-2 layout (``report_paper_layout.csv``, with an average-change row per method);
 ``--class-split NAME WORK_DIR`` splits a fine-tuned model's accuracy into its training classes and
-the others (paper Tables 10-11).
+the others (paper Tables 10-11); ``--per-class [N]`` adds the N most improved and harmed classes
+of each model against the first (paper Appendix J).
 
 Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std = 0.5
 for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with any mapped
@@ -43,6 +44,9 @@ def parse_args(argv=None):
                         metavar=('NAME', 'SPLIT'),
                         help="a fine-tuned model's imagenet_s_split.json (or work dir): accuracy "
                         'on its fine-tuning classes vs the others')
+    parser.add_argument('--per-class', type=int, nargs='?', const=50, default=None, metavar='N',
+                        help='per-class accuracy and the N (default 50) most improved / harmed '
+                        'classes of each model against the first (paper Appendix J)')
     parser.add_argument('--data-root', help='folder holding the sets under their usual names')
     parser.add_argument('--protocol', choices=tuple(PROTOCOLS), default='paper')
     parser.add_argument('--out', default='work_dirs/robustness_report', help='output folder')
@@ -71,7 +75,8 @@ def main(argv=None):
             sets=args.sets.split(',') if args.sets else None, top5=args.top5,
             batch_size=args.batch_size, num_workers=args.num_workers, config_dir=args.config_dir,
             verbose=args.verbose, vis_backends=args.vis_backend,
-            class_splits=dict(args.class_split))
+            class_splits=dict(args.class_split), per_class=args.per_class is not None,
+            top_classes=args.per_class or 50)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -125,7 +125,7 @@ def _predictions_only(model):
 
 def build_test_config(key, protocol, model_config, checkpoint, data_root, work_dir,
                       config_dir=CONFIG_DIR, batch_size=None, num_workers=None, verbose=False,
-                      class_split=None):
+                      class_split=None, per_class=False):
     """The set's provided config with the model (and its normalisation) of ``model_config``."""
     import torch
     from mmengine.config import Config
@@ -149,8 +149,11 @@ def build_test_config(key, protocol, model_config, checkpoint, data_root, work_d
     if loader.get('num_workers', 0) == 0:
         loader.persistent_workers = False
     loader.setdefault('pin_memory', torch.cuda.is_available())
-    if class_split and cfg.test_evaluator.get('type') == 'ShiftedAccuracy':
-        cfg.test_evaluator.class_split = class_split
+    if cfg.test_evaluator.get('type') == 'ShiftedAccuracy':
+        if class_split:
+            cfg.test_evaluator.class_split = class_split
+        if per_class:
+            cfg.test_evaluator.per_class = True
     cfg.load_from = checkpoint
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
@@ -397,7 +400,58 @@ def write_paper_layout_csv(path, columns, rows):
                 '' if v is None else f'{v:.4f}' for m, p in cells for v in (m, p)]])
 
 
-def write_markdown(path, table, protocol, model_lines, notes, paper_table=None):
+# ------------------------------------------------------------------------ per-class analysis
+def per_class_changes(results, models, protocol, top=50):
+    """``[(set key, model, improved, harmed)]``: against ``models[0]``, the ``top`` classes whose
+    top-1 accuracy rose most and fell most (paper Appendix J), each ``(index, name, before, after,
+    change)``; from ShiftedAccuracy's ``per_class_top1/<index>`` keys."""
+    from ..datasets.imagenet_classes import imagenet_class_names
+    names = imagenet_class_names()
+    out = []
+    for eval_set in SETS:
+        prefix = f'{eval_set.key}_{protocol}/per_class_top1/'
+
+        def per_class(model):
+            metrics = results.get(model, {}).get(eval_set.key, {})
+            return {int(k[len(prefix):]): v for k, v in metrics.items() if k.startswith(prefix)}
+        base = per_class(models[0]) if models else {}
+        for model in models[1:]:
+            other = per_class(model)
+            common = sorted(set(base) & set(other))
+            if not common:
+                continue
+            changes = [(c, names[c] if c < len(names) else str(c), base[c], other[c],
+                        other[c] - base[c]) for c in common]
+            ranked = sorted(changes, key=lambda r: (-r[4], r[0]))
+            improved = [r for r in ranked if r[4] > 0][:top]
+            harmed = [r for r in reversed(ranked) if r[4] < 0][:top]
+            out.append((eval_set.key, model, improved, harmed))
+    return out
+
+
+def per_class_markdown(analysis, first, top):
+    lines = []
+    for key, model, improved, harmed in analysis:
+        lines += [f'### {SET_BY_KEY[key].title}: {model} against {first}', '']
+        for title, rows in ((f'Most improved (up to {top})', improved),
+                            (f'Most harmed (up to {top})', harmed)):
+            shown = ', '.join(f'{name} ({c}) {b:.0f} -> {a:.0f}' for c, name, b, a, _ in rows)
+            lines += [f'- {title}: ' + (shown or 'none'), '']
+    return lines
+
+
+def write_per_class_csv(path, analysis):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['set', 'model', 'direction', 'class', 'name', 'before', 'after', 'change'])
+        for key, model, improved, harmed in analysis:
+            for direction, rows in (('improved', improved), ('harmed', harmed)):
+                for c, name, b, a, d in rows:
+                    writer.writerow([key, model, direction, c, name, f'{b:.4f}', f'{a:.4f}',
+                                     f'{d:+.4f}'])
+
+
+def write_markdown(path, table, protocol, model_lines, notes, paper_table=None, extra=()):
     when = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     text = [
         '# Robustness report', '',
@@ -414,6 +468,7 @@ def write_markdown(path, table, protocol, model_lines, notes, paper_table=None):
                  'both. Published numbers appear beside a value when '
                  '`robustvit_mm/apis/data/paper_results.json` holds them (with their table, row and '
                  'column).', '', paper_table, '']
+    text += list(extra)
     text += ['## Models', '', *model_lines, '']
     if notes:
         text += ['## Notes', '', *notes, '']
@@ -486,12 +541,14 @@ def check_checkpoints(models):
 def run_report(models=(), results=(), data_root=None, protocol='paper',
                out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
                num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=(),
-               class_splits=None):
+               class_splits=None, per_class=False, top_classes=50):
     """Evaluate ``models`` (``(name, config, checkpoint)``) on the sets under ``data_root``, merge
     ``results`` (``(name, set, test.py metrics JSON)``), write the report to ``out``.
     ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
     their accuracy into the fine-tuning classes and the others. Models named ``ARCH:METHOD`` also
-    get the paper's Tables 1-2 layout.
+    get the paper's Tables 1-2 layout. ``per_class``: also per-class accuracy, and a section with
+    the ``top_classes`` most improved and most harmed classes of each model against the first
+    (paper Appendix J; merged results carry them when test.py ran with ``per_class=True``).
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
     report). Bad requests raise before anything runs (see :func:`check_request`).
@@ -533,7 +590,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
         try:
             cfg, norm = build_test_config(
                 key, protocol, config, checkpoint, data_root, osp.join(out, 'work_dirs', name, key),
-                config_dir, batch_size, num_workers, verbose, (class_splits or {}).get(name))
+                config_dir, batch_size, num_workers, verbose, (class_splits or {}).get(name),
+                per_class)
             norms.setdefault(name, norm)
             metrics = run_evaluation(cfg, desc)
         except Exception as err:  # keep the other evaluations; report the failure loudly
@@ -558,8 +616,14 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     paper_table = paper_layout_markdown(columns, layout) if layout else None
     if layout:
         write_paper_layout_csv(osp.join(out, 'report_paper_layout.csv'), columns, layout)
+    analysis = per_class_changes(table, order, protocol, top_classes)
+    extra = []
+    if analysis:
+        write_per_class_csv(osp.join(out, 'report_per_class.csv'), analysis)
+        extra = ['## Per-class changes (Appendix J)', '',
+                 *per_class_markdown(analysis, order[0], top_classes)]
     write_markdown(osp.join(out, 'report.md'), markdown, protocol,
-                   [model_lines[m] for m in order], notes, paper_table)
+                   [model_lines[m] for m in order], notes, paper_table, extra)
     write_csv(osp.join(out, 'report.csv'), rows, order)
     if rows:
         save_chart(draw_chart(rows, order, protocol), out, vis_backends)
@@ -569,4 +633,5 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
 
 
 __all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',
-           'PROTOCOLS', 'build_test_config', 'paper_layout', 'load_paper_results']
+           'PROTOCOLS', 'build_test_config', 'paper_layout', 'load_paper_results',
+           'per_class_changes']
