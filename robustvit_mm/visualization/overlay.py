@@ -19,8 +19,9 @@ def to_numpy_map(relevance):
 def denormalize_image(inputs, mean, std):
     """(3, H, W) normalised tensor -> uint8 (H, W, 3) in the inputs' channel order (mean/std 0-255).
     To get RGB whatever the preprocessor did, use :func:`inputs_to_rgb`."""
-    mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    # .cpu(): a preprocessor on a GPU holds its mean/std there; the picture is made on the CPU.
+    mean = torch.as_tensor(mean, dtype=torch.float32).cpu().view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).cpu().view(-1, 1, 1)
     image = inputs.detach().float().cpu() * std + mean
     return image.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
 
