@@ -163,7 +163,11 @@ def test_two_point_sweep_through_the_stock_tools(tmp_path):
     md = (root / 'sweep_summary.md').read_text().splitlines()
     header = md.index(next(line for line in md if line.startswith('| point |')))
     assert md[header].startswith('| point | split_seed | ') and 'accuracy/top1' in md[header]
-    assert [line.split(' | ')[0] for line in md[header + 2:]] == ['| split0', '| split1']
+    assert [line.split(' | ')[0] for line in md[header + 2:]] == \
+        ['| split0', '| split1', '| **mean**', '| **std**']  # repeats: mean and spread rows
+    col = md[header].split(' | ').index('accuracy/top1')
+    top1 = [r['metrics']['accuracy/top1'] for r in saved]
+    assert float(md[-2].split(' | ')[col]) == pytest.approx(sum(top1) / 2, abs=0.01)
 
     # The report's models: the pretrained weights first, then each point's dumped config and
     # checkpoint.

@@ -73,6 +73,7 @@ class Family:
     default_values: tuple
     make_points: Callable  # (cfg, values) -> [Point]
     select: Optional[Callable] = None  # (records) -> name of the selected point, or None
+    spread: bool = False  # repeats of one setting: the summary adds mean and std rows
 
 
 # ------------------------------------------------------------------------------------- key paths
@@ -201,13 +202,13 @@ FAMILIES = {f.name: f for f in (
            'Each point draws another 500 training classes (split_seed = v) and uses training seed '
            'v (randomness.seed), as the released code\'s class seed did. Read: mean and spread of '
            'each metric over the points. ' + _SPLIT_NOTE,
-           (0, 1, 2), _appendix_e_points),
+           (0, 1, 2), _appendix_e_points, spread=True),
     Family('seeds', 'Appendix E (training seed only)',
            'randomness.seed = v; the training classes stay those of the config.',
-           (0, 1, 2), _seed_points),
+           (0, 1, 2), _seed_points, spread=True),
     Family('class-splits', 'Appendix E (choice of classes only)',
            'split_seed = v; the training seed stays that of the config. ' + _SPLIT_NOTE,
-           (0, 1, 2), _split_points),
+           (0, 1, 2), _split_points, spread=True),
     Family('appendix-g-classes', 'Appendix G (number of training classes)',
            'num_classes = v training classes (images per class as in the config); the held-out '
            'classes (validation/test split) are the rest. Defaults are a grid up to the paper\'s '
@@ -271,6 +272,15 @@ def _tail(path, n=40):
             return ''.join(f.readlines()[-n:])
     except OSError:
         return ''
+
+
+def _mean_std(values):
+    """Mean and sample standard deviation of the numbers in ``values`` ('' when fewer than 2)."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(nums) < 2:
+        return '', ''
+    mean = sum(nums) / len(nums)
+    return mean, (sum((v - mean) ** 2 for v in nums) / (len(nums) - 1)) ** 0.5
 
 
 def _epoch_of(path):
@@ -543,6 +553,11 @@ class Sweep:
                  f'{len(records)} of {len(self.points)} points finished.', '',
                  '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
         lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in rows]
+        if self.spec.spread and len(records) >= 2:
+            stats = [_mean_std([r['metrics'].get(m) for r in records]) for m in metrics]
+            pad = [''] * len(varied)
+            lines.append('| **mean** | ' + ' | '.join(pad + [fmt(m) for m, _ in stats]) + ' |')
+            lines.append('| **std** | ' + ' | '.join(pad + [fmt(sd) for _, sd in stats]) + ' |')
         with open(osp.join(self.work_dir, SUMMARY + '.md'), 'w') as f:
             f.write('\n'.join(lines) + '\n')
         return records
