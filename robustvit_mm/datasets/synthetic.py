@@ -44,9 +44,11 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
+from .formats import encode_imagenet_s_mask
+
 __all__ = [
     'DEMO_RECIPE', 'GENERATOR_VERSION', 'PATCH_SIZE', 'SPLITS', 'class_names', 'render_sample',
-    'generate_split', 'write_benchmark', 'encode_mask_png', 'set_data_root', 'SyntheticSpuriousDataset'
+    'generate_split', 'write_benchmark', 'set_data_root', 'SyntheticSpuriousDataset'
 ]
 
 GENERATOR_VERSION = 'synthetic-spurious-v1'
@@ -286,15 +288,6 @@ def generate_split(num_per_class, p_match, seed, split_kind, *, num_classes=10, 
 # On disk
 # ----------------------------------------------------------------------------------------------
 
-def encode_mask_png(mask):
-    """ImageNet-S encoding of a {0, 1} mask: RGB uint8 (H, W, 3) with id = G * 256 + R (fg id 1)."""
-    ids = np.asarray(mask).astype(np.int64)
-    rgb = np.zeros(ids.shape + (3,), dtype=np.uint8)
-    rgb[..., 0] = ids % 256
-    rgb[..., 1] = ids // 256
-    return rgb
-
-
 def _params(seed, num_classes, image_size, pretrain_per_class, masked_per_class,
             masked_val_per_class, test_per_class, p_match):
     return dict(seed=int(seed), num_classes=int(num_classes), image_size=int(image_size),
@@ -354,7 +347,7 @@ def _write_split(root, split, arrays, names, rows):
         mask_rel = ''
         if mask_dir:
             mask_rel = f'{mask_dir}/{cls}/{stem}.png'
-            Image.fromarray(encode_mask_png(arrays['masks'][i])).save(
+            Image.fromarray(encode_imagenet_s_mask(arrays['masks'][i].astype(bool))).save(
                 osp.join(root, mask_rel), format='PNG', compress_level=1)
         rows.append((split, img_rel, mask_rel, int(arrays['labels'][i]),
                      int(arrays['background_labels'][i]), int(arrays['digit_indices'][i]),
