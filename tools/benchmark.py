@@ -14,12 +14,17 @@ import argparse
 import json
 import os
 
+from robustvit_mm.compat import silence_known_upstream_warnings
+
+silence_known_upstream_warnings()  # quiet entry point: only the known-harmless upstream ones
+
+from robustvit_mm.apis.benchmark import VARIANTS, format_table, log, run_benchmark  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
     'vit-b': os.path.join(REPO, 'configs/robustvit/vit-base-p16_robustvit_imagenet-s.py'),
     'vit-l': os.path.join(REPO, 'configs/robustvit/vit-large-p16_robustvit_imagenet-s.py'),
 }
-VARIANTS = ('ours', 'reference', 'plain', 'gae', 'fwd_bwd')
 
 
 def parse_args(argv=None):
@@ -66,9 +71,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
-    from robustvit_mm.apis.benchmark import format_table, log, run_benchmark
     try:
         result = run_benchmark(
             args.config or PRESETS[args.model], quick=args.quick, batch=args.batch,
