@@ -662,3 +662,17 @@ def test_gradient_checkpointing_is_refused_saying_why(tiny_model):
     model.set_grad_checkpointing(True)
     with pytest.raises(TypeError, match='gradient checkpointing.*set_grad_checkpointing'):
         gae_relevance(model, torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize('kwargs, reason', [
+    (dict(model_name='vit_tiny_patch16_224', class_token=False, global_pool='avg'), 'class token'),
+    (dict(model_name='swin_tiny_patch4_window7_224', window_size=2, embed_dim=24,
+          depths=(1, 1), num_heads=(1, 1)), 'window attention'),
+])
+def test_relevance_guided_timm_classifier_refuses_unsupported_models_at_build(kwargs, reason):
+    cfg = dict(type='RelevanceGuidedTimmClassifier', pretrained=False, img_size=32, num_classes=5,
+               **kwargs)
+    if 'depth' not in kwargs and 'depths' not in kwargs:
+        cfg.update(patch_size=4, depth=1)
+    with pytest.raises(TypeError, match=reason):
+        MODELS.build(cfg)
