@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from robustvit_mm.datasets import encode_imagenet_s_mask
+from robustvit_mm.datasets import decode_imagenet_s_mask, encode_imagenet_s_mask
 from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tokencut_masks,
                                 load_image, ncut, tokencut_mask, write_mask_png)
 from robustvit_mm.masks import tokencut as tc
@@ -38,7 +38,7 @@ def _ids(path):
     arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     assert arr is not None and arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8
     assert (arr[..., 0] == 0).all()  # blue channel unused
-    return arr[..., 1].astype(np.int32) * 256 + arr[..., 2].astype(np.int32)
+    return decode_imagenet_s_mask(arr, path)
 
 
 def _two_colour_image(shape=(H, W), seed=0):
@@ -297,7 +297,6 @@ def test_mask_png_uses_the_imagenet_s_encoding_and_loads_with_load_foreground_ma
     with pytest.raises(ValueError):
         encode_imagenet_s_mask(mask, fg_id=1000)
     # Integer ids are written as they are (ignore 1000 = G 3, R 232), and decode back.
-    from robustvit_mm.datasets import decode_imagenet_s_mask
     ids = np.zeros((H, W), np.int32)
     ids[mask], ids[0, 0] = 919, 1000
     rgb = encode_imagenet_s_mask(ids)
