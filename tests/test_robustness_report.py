@@ -125,9 +125,15 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
         ['imagenet-a', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000'],
         ['objectnet', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000']]
     assert '## Per-class changes (Appendix J)' in text and 'banana (954) 0 -> 100' in text
-    # the chart also went through the visualizer, closed: TensorBoard holds it
-    assert tensorboard_images(out / 'vis_data') == {'robustness_report': 1}
+    # every chart also went through the visualizer, closed: TensorBoard holds the report chart and
+    # one Appendix J chart per set and model (PNG files beside the report too)
+    assert tensorboard_images(out / 'vis_data') == {'robustness_report': 1,
+                                                   'per_class_imagenet-a_robustvit': 1,
+                                                   'per_class_objectnet_robustvit': 1}
     assert (out / 'vis_data' / 'vis_image' / 'robustness_report_0.png').is_file()
+    for key in ('imagenet-a', 'objectnet'):
+        chart = (out / 'per_class' / f'{key}__robustvit.png').read_bytes()
+        assert chart[:8] == b'\x89PNG\r\n\x1a\n' and f'(per_class/{key}__robustvit.png)' in text
 
     # every run left its metrics in test.py's --out format: they merge back into the same table
     runs = sorted(p for p in (out / 'results').iterdir())
@@ -223,22 +229,30 @@ def test_command_line_exits_2_with_the_message(tmp_path, repo_root):
     assert '| ImageNet-A | top-1 acc. | 20.00 |' in proc.stdout
 
 
+def _merge_files(tmp_path, values):
+    """``--results`` triples for ``{name: {set: {metric: value}}}`` written as test.py JSON."""
+    results = []
+    for name, sets in values.items():
+        for key, metrics in sets.items():
+            path = tmp_path / f'{name.replace(":", "_")}__{key}.json'
+            path.write_text(json.dumps({f'{key}_paper/{m}': v for m, v in metrics.items()}))
+            results.append((name, key, str(path)))
+    return results
+
+
 def test_paper_layout_with_average_change(tmp_path):
     """Models named ARCH:METHOD get Tables 1-2's layout: rows = architecture x method, columns =
     sets, one average-change row per method; published numbers sit beside measured ones."""
-    from robustvit_mm.apis.report import load_paper_results, paper_layout, paper_layout_markdown
+    from robustvit_mm.apis.report_tables import (load_paper_results, table_markdown, tables_1_2,
+                                                 write_table_csv)
     values = {'ViT-B:original': (20.0, 30.0), 'ViT-B:RobustViT': (25.0, 33.0),
               'DeiT-S:RobustViT': (12.0, None), 'DeiT-S:original': (10.0, 20.0)}
-    results = []
-    for name, (a, o) in values.items():
-        path = tmp_path / f'{name.replace(":", "_")}.json'
-        path.write_text(json.dumps({'imagenet-a_paper/top1': a,
-                                    **({} if o is None else {'objectnet_paper/top1': o})}))
-        results += [(name, 'imagenet-a', str(path))] + \
-            ([] if o is None else [(name, 'objectnet', str(path))])
+    results = _merge_files(tmp_path, {
+        name: {'imagenet-a': {'top1': a}, **({} if o is None else {'objectnet': {'top1': o}})}
+        for name, (a, o) in values.items()})
     out = tmp_path / 'report'
     assert run_report(out=str(out), results=results) == 0
-    rows = read_csv(out / 'report_paper_layout.csv')
+    rows = read_csv(out / 'report_tables-1-2.csv')
     assert rows == [
         ['architecture', 'method', 'ImageNet-A', 'ImageNet-A (paper)', 'ObjectNet',
          'ObjectNet (paper)'],
@@ -248,18 +262,25 @@ def test_paper_layout_with_average_change(tmp_path):
         ['DeiT-S', 'RobustViT', '12.0000', '', '', ''],
         # ImageNet-A: (+5 + 2) / 2; ObjectNet: only ViT-B has both
         ['average change', 'RobustViT', '3.5000', '', '3.0000', '']]
-    assert '## As in the paper (Tables 1-2)' in (out / 'report.md').read_text()
+    text = (out / 'report.md').read_text()
+    assert '## Tables 1-2: robustness' in text and '| ViT-B | RobustViT | 25.00 | 33.00 |' in text
+    # no other table has rows here
+    assert 'Table 3' not in text and 'Table 4' not in text and 'Tables 10-11' not in text
 
-    # published numbers, with their provenance, appear beside the measured ones
+    # published numbers, with their provenance, appear beside the measured ones with the difference
     table = {}
-    for name, *_ in results:
-        table.setdefault(name, {})
     for name, key, path in results:
-        table[name][key] = json.loads(open(path).read())
-    paper = {('ViT-B', 'RobustViT', 'imagenet-a', 'top1'): (27.5, '1')}
-    columns, layout = paper_layout(table, list(values), 'paper', paper)
-    assert '| ViT-B | RobustViT | 25.00 (paper 27.5, -2.5) | 33.00 |' in \
-        paper_layout_markdown(columns, layout)
+        table.setdefault(name, {})[key] = json.loads(open(path).read())
+    paper = {('1', 'ViT-B', 'RobustViT', 'imagenet-a', 'top1'): 27.5,
+             ('3', 'ViT-B', 'RobustViT', 'imagenet-a', 'top1'): 99.0}  # another table's: unused
+    layout = tables_1_2(table, list(values), 'paper', paper)
+    assert '| ViT-B | RobustViT | 25.00 | 27.50 | -2.50 | 33.00 | – | – |' in \
+        table_markdown(layout)
+    write_table_csv(tmp_path / 'with_paper.csv', layout)
+    with_paper = read_csv(tmp_path / 'with_paper.csv')
+    assert with_paper[0][2:5] == ['ImageNet-A', 'ImageNet-A (paper)', 'ImageNet-A (difference)']
+    assert with_paper[2][:5] == ['ViT-B', 'RobustViT', '25.0000', '27.5000', '-2.5000']
+    assert with_paper[1][2:5] == ['20.0000', '', '']
     # the shipped file: provenance enforced; it holds no numbers that were not read from the paper
     assert load_paper_results() == {}
     bad = tmp_path / 'bad.json'
@@ -267,5 +288,56 @@ def test_paper_layout_with_average_change(tmp_path):
                                             'set': 'imagenet-a', 'metric': 'top1', 'value': 1}]}))
     with pytest.raises(ValueError, match=r"entry 0 lacks \['table'\]"):
         load_paper_results(str(bad))
+    good = tmp_path / 'good.json'
+    good.write_text(json.dumps({'entries': [{'table': 4, 'architecture': 'DeiT-B',
+                                             'method': 'no-CLS', 'set': 'objectnet',
+                                             'metric': 'top1', 'value': 1.5}]}))
+    assert load_paper_results(str(good)) == {('4', 'DeiT-B', 'no-cls', 'objectnet', 'top1'): 1.5}
     with pytest.raises(ValueError, match='model name .*no "/"'):
         run_report(out=str(out), results=[('ViT-B/x', 'imagenet-a', results[0][2])])
+
+
+def test_tables_3_4_and_10_11(tmp_path):
+    """Table 3 (segmentation metrics per ARCH x METHOD), Table 4 (one per architecture with
+    ablations: original, RobustViT and the variants; method names in any case) and Tables 10-11
+    (fine-tuning vs other classes), each a report section and a CSV."""
+    seg = {'pixAcc': 70.0, 'mIoU': 50.0, 'mAP': 80.0}
+    values = {
+        'ViT-B:original': {'imagenet-a': {'top1': 10.0, 'top1_training_classes': 12.0,
+                                          'top1_other_classes': 8.0},
+                           'imagenet-segmentation': seg},
+        'ViT-B:robustvit': {'imagenet-a': {'top1': 14.0, 'top1_training_classes': 20.0,
+                                           'top1_other_classes': 9.0},
+                            'imagenet-segmentation': {k: v + 5 for k, v in seg.items()}},
+        'ViT-B:no-bg': {'imagenet-a': {'top1': 11.0}},
+        'ViT-B:No-Cls': {'imagenet-a': {'top1': 13.0}},
+        'DeiT-S:original': {'imagenet-a': {'top1': 5.0}},
+        'DeiT-S:RobustViT': {'imagenet-a': {'top1': 6.0}},
+    }
+    out = tmp_path / 'report'
+    assert run_report(out=str(out), results=_merge_files(tmp_path, values)) == 0
+    assert read_csv(out / 'report_table-3.csv') == [
+        ['architecture', 'method', 'pixel acc.', 'pixel acc. (paper)', 'mIoU', 'mIoU (paper)',
+         'mAP', 'mAP (paper)'],
+        ['ViT-B', 'original', '70.0000', '', '50.0000', '', '80.0000', ''],
+        ['ViT-B', 'RobustViT', '75.0000', '', '55.0000', '', '85.0000', '']]
+    assert read_csv(out / 'report_table-4-ViT-B.csv') == [
+        ['architecture', 'method', 'ImageNet-A', 'ImageNet-A (paper)'],
+        ['ViT-B', 'original', '10.0000', ''], ['ViT-B', 'RobustViT', '14.0000', ''],
+        ['ViT-B', 'no-cls', '13.0000', ''], ['ViT-B', 'no-bg', '11.0000', '']]
+    assert not (out / 'report_table-4-DeiT-S.csv').exists()  # no ablation of DeiT-S
+    assert read_csv(out / 'report_tables-10-11.csv') == [
+        ['architecture', 'method', 'ImageNet-A, fine-tuning classes',
+         'ImageNet-A, fine-tuning classes (paper)', 'ImageNet-A, other classes',
+         'ImageNet-A, other classes (paper)'],
+        ['ViT-B', 'original', '12.0000', '', '8.0000', ''],
+        ['ViT-B', 'RobustViT', '20.0000', '', '9.0000', '']]
+    # Tables 1-2 leave the ablations to Table 4
+    assert [r[:2] for r in read_csv(out / 'report_tables-1-2.csv')[1:]] == [
+        ['ViT-B', 'original'], ['ViT-B', 'RobustViT'], ['DeiT-S', 'original'],
+        ['DeiT-S', 'RobustViT'], ['average change', 'RobustViT']]
+    text = (out / 'report.md').read_text()
+    for title in ('Table 3: relevance as segmentation', 'Table 4: ablations, ViT-B',
+                  'Tables 10-11: fine-tuning classes vs other classes'):
+        assert f'## {title}' in text
+    assert '| ViT-B | no-cls | 13.00 |' in text

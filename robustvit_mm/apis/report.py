@@ -19,9 +19,9 @@ import os.path as osp
 import sys
 import traceback
 import uuid
-from collections import namedtuple
-
 from ..datasets import PAPER_NORM
+from .report_tables import (ACCURACY, CLASS_GROUPS, SET_BY_KEY, SETS, TOP5, fmt as _fmt,
+                            metric_key)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
@@ -36,28 +36,6 @@ PROTOCOLS = {
                 'classes, any mapped class counts, 3-px border crop; each model\'s native '
                 'normalisation.',
 }
-
-EvalSet = namedtuple('EvalSet', 'key title metrics')
-ACCURACY = (('top1', 'top-1 acc.'), )
-TOP5 = (('top5', 'top-5 acc.'), )
-# With ShiftedAccuracy(class_split=...) (--class-split): the fine-tuning classes vs the others.
-CLASS_GROUPS = (('top1_training_classes', 'top-1, fine-tuning classes'),
-                ('top1_other_classes', 'top-1, other classes'))
-SEGMENTATION = (('pixAcc', 'pixel acc.'), ('mIoU', 'mIoU'), ('mAP', 'mAP'))
-# Presentation only (row order and titles); each key is a config in configs/robustness/.
-SETS = (
-    EvalSet('imagenet-val', 'ImageNet val', ACCURACY),
-    EvalSet('imagenet-a', 'ImageNet-A', ACCURACY),
-    EvalSet('imagenet-r', 'ImageNet-R', ACCURACY),
-    EvalSet('imagenet-sketch', 'ImageNet-Sketch', ACCURACY),
-    EvalSet('imagenet-v2', 'ImageNet-V2', ACCURACY),
-    EvalSet('objectnet', 'ObjectNet', ACCURACY),
-    EvalSet('si-score-area', 'SI-Score size', ACCURACY),
-    EvalSet('si-score-location', 'SI-Score location', ACCURACY),
-    EvalSet('si-score-rotation', 'SI-Score rotation', ACCURACY),
-    EvalSet('imagenet-segmentation', 'ImageNet-segmentation', SEGMENTATION),
-)
-SET_BY_KEY = {s.key: s for s in SETS}
 
 
 # ------------------------------------------------------------------------------------- the sets
@@ -181,18 +159,16 @@ def _progress_hook(desc):
     return Progress()
 
 
-def run_evaluation(cfg, desc):
+def run_evaluation(cfg, desc, hooks=()):
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
     runner.register_hook(_progress_hook(desc), priority='VERY_LOW')
+    for hook in hooks:
+        runner.register_hook(hook, priority='VERY_LOW')
     return {k: float(v) for k, v in runner.test().items()}
 
 
 # -------------------------------------------------------------------------------------- results
-def metric_key(key, protocol, metric):
-    return f'{key}_{protocol}/{metric}'
-
-
 def load_results(path, key, protocol):
     """Metrics of set ``key`` from a ``test.py --out X.json --out-item metrics`` file."""
     with open(path, encoding='utf-8') as f:
@@ -225,12 +201,6 @@ def table_rows(results, models, protocol, top5=False):
             if any(v is not None for v in values):
                 rows.append((eval_set.title, label, values))
     return rows
-
-
-def _fmt(value, signed=False):
-    if value is None:
-        return '–'
-    return f'{value:+.2f}' if signed else f'{value:.2f}'
 
 
 def _deltas(values):
@@ -288,170 +258,40 @@ def draw_chart(rows, models, protocol):
     return image
 
 
-def save_chart(image, out, vis_backends=()):
-    """``out/report.png`` and the same image through an mmengine visualizer (``out/vis_data``,
-    plus TensorBoard / WandB backends), closed so every backend has written it."""
-    import cv2
-    from mmengine.visualization import Visualizer
-    cv2.imwrite(osp.join(out, 'report.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    names = {'local': 'LocalVisBackend', 'tensorboard': 'TensorboardVisBackend',
-             'wandb': 'WandbVisBackend'}
-    backends = [dict(type=names[n]) for n in ['local', *[b for b in vis_backends if b != 'local']]]
-    visualizer = Visualizer(name=f'robustness_report_{uuid.uuid4().hex[:8]}',
-                            vis_backends=backends, save_dir=out)
-    try:
-        visualizer.add_image('robustness_report', image)
-    finally:
-        visualizer.close()
+class ReportImages:
+    """Every picture of a report: a PNG file under ``out`` and the same image through one mmengine
+    visualizer (``out/vis_data``, plus TensorBoard / WandB backends), closed at the end so every
+    backend has written it."""
+
+    def __init__(self, out, vis_backends=()):
+        self.out, self.vis_backends, self._visualizer = out, list(vis_backends), None
+
+    def visualizer(self):
+        from mmengine.visualization import Visualizer
+        if self._visualizer is None:
+            names = {'local': 'LocalVisBackend', 'tensorboard': 'TensorboardVisBackend',
+                     'wandb': 'WandbVisBackend'}
+            backends = [dict(type=names[n]) for n in
+                        ['local', *[b for b in self.vis_backends if b != 'local']]]
+            self._visualizer = Visualizer(name=f'robustness_report_{uuid.uuid4().hex[:8]}',
+                                          vis_backends=backends, save_dir=self.out)
+        return self._visualizer
+
+    def add(self, name, image, file, step=0):
+        """``image`` (RGB uint8) to ``out/file`` and to the backends under tag ``name``."""
+        import cv2
+        path = osp.join(self.out, file)
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self.visualizer().add_image(name, image, step=step)
+
+    def close(self):
+        if self._visualizer is not None:
+            self._visualizer.close()
+            self._visualizer = None
 
 
-# ------------------------------------------------------------------------- the paper's layout
-PAPER_RESULTS = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'paper_results.json')
-METHOD_ORDER = ('original', 'RobustViT', 'TokenCut', 'GradMask', 'RRR')
-
-
-def load_paper_results(path=PAPER_RESULTS):
-    """``{(architecture, method, set, metric): (value, table)}`` from the published-numbers file;
-    every entry must carry its provenance (table, architecture, method, set, metric)."""
-    with open(path, encoding='utf-8') as f:
-        data = json.load(f)
-    numbers = {}
-    for i, entry in enumerate(data.get('entries', [])):
-        lacking = [k for k in ('table', 'architecture', 'method', 'set', 'metric', 'value')
-                   if entry.get(k) is None]
-        if lacking or entry['set'] not in SET_BY_KEY:
-            raise ValueError(f'{path}: entry {i} lacks {lacking or "a known set"}: {entry}')
-        numbers[(entry['architecture'], entry['method'], entry['set'], entry['metric'])] = \
-            (float(entry['value']), str(entry['table']))
-    return numbers
-
-
-def split_name(name):
-    """'ViT-B:RobustViT' -> ('ViT-B', 'RobustViT'); a name without ':' has no place in the
-    paper's layout."""
-    arch, sep, method = name.partition(':')
-    return (arch, method) if sep and arch and method else None
-
-
-def paper_layout(results, models, protocol, paper=None):
-    """Tables 1-2 as the paper lays them out: ``(columns, rows)`` with rows = architecture x
-    method (original, RobustViT, TokenCut, GradMask, RRR, then others) and one ``average change``
-    row per method (mean over the architectures that have it and the original of the change
-    against the original), columns = the accuracy sets with a top-1 value. Each cell is
-    ``(measured or None, paper or None)``. Models named ``ARCH:METHOD`` take part."""
-    paper = paper or {}
-    named = [(m, split_name(m)) for m in models if split_name(m)]
-    value = {split: results.get(m, {}) for m, split in named}
-    sets = [s for s in SETS if s.metrics is ACCURACY and any(
-        metric_key(s.key, protocol, 'top1') in value[split].get(s.key, {}) for _, split in named)]
-    archs = list(dict.fromkeys(arch for _, (arch, _) in named))
-    methods = [m for m in METHOD_ORDER if any(meth == m for _, (_, meth) in named)] + \
-        list(dict.fromkeys(meth for _, (_, meth) in named if meth not in METHOD_ORDER))
-
-    def top1(arch, method, key):
-        return value.get((arch, method), {}).get(key, {}).get(metric_key(key, protocol, 'top1'))
-
-    rows = []
-    for arch in archs:
-        for method in methods:
-            if (arch, method) in value:
-                rows.append((arch, method, [(top1(arch, method, s.key),
-                                             (paper.get((arch, method, s.key, 'top1')) or
-                                              (None, ))[0]) for s in sets]))
-    for method in methods:
-        if method == 'original':
-            continue
-        cells = []
-        for s in sets:
-            changes = [top1(a, method, s.key) - top1(a, 'original', s.key) for a in archs
-                       if top1(a, method, s.key) is not None and top1(a, 'original', s.key)
-                       is not None]
-            cells.append((sum(changes) / len(changes) if changes else None, None))
-        if any(c[0] is not None for c in cells):
-            rows.append(('average change', method, cells))
-    return [s.title for s in sets], rows
-
-
-def paper_layout_markdown(columns, rows):
-    def cell(measured, published):
-        text = _fmt(measured, signed=False)
-        if published is not None:
-            text += f' (paper {published:.1f}' + (
-                f', {measured - published:+.1f})' if measured is not None else ')')
-        return text
-    lines = ['| Architecture | Method | ' + ' | '.join(columns) + ' |',
-             '|---|---|' + '---:|' * len(columns)]
-    for arch, method, cells in rows:
-        if arch == 'average change':
-            shown = [_fmt(m, signed=True) for m, _ in cells]
-        else:
-            shown = [cell(m, p) for m, p in cells]
-        lines.append(f'| {arch} | {method} | ' + ' | '.join(shown) + ' |')
-    return '\n'.join(lines)
-
-
-def write_paper_layout_csv(path, columns, rows):
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['architecture', 'method', *[c for col in columns
-                                                      for c in (col, f'{col} (paper)')]])
-        for arch, method, cells in rows:
-            writer.writerow([arch, method, *[
-                '' if v is None else f'{v:.4f}' for m, p in cells for v in (m, p)]])
-
-
-# ------------------------------------------------------------------------ per-class analysis
-def per_class_changes(results, models, protocol, top=50):
-    """``[(set key, model, improved, harmed)]``: against ``models[0]``, the ``top`` classes whose
-    top-1 accuracy rose most and fell most (paper Appendix J), each ``(index, name, before, after,
-    change)``; from ShiftedAccuracy's ``per_class_top1/<index>`` keys."""
-    from ..datasets.imagenet_classes import imagenet_class_names
-    names = imagenet_class_names()
-    out = []
-    for eval_set in SETS:
-        prefix = f'{eval_set.key}_{protocol}/per_class_top1/'
-
-        def per_class(model):
-            metrics = results.get(model, {}).get(eval_set.key, {})
-            return {int(k[len(prefix):]): v for k, v in metrics.items() if k.startswith(prefix)}
-        base = per_class(models[0]) if models else {}
-        for model in models[1:]:
-            other = per_class(model)
-            common = sorted(set(base) & set(other))
-            if not common:
-                continue
-            changes = [(c, names[c] if c < len(names) else str(c), base[c], other[c],
-                        other[c] - base[c]) for c in common]
-            ranked = sorted(changes, key=lambda r: (-r[4], r[0]))
-            improved = [r for r in ranked if r[4] > 0][:top]
-            harmed = [r for r in reversed(ranked) if r[4] < 0][:top]
-            out.append((eval_set.key, model, improved, harmed))
-    return out
-
-
-def per_class_markdown(analysis, first, top):
-    lines = []
-    for key, model, improved, harmed in analysis:
-        lines += [f'### {SET_BY_KEY[key].title}: {model} against {first}', '']
-        for title, rows in ((f'Most improved (up to {top})', improved),
-                            (f'Most harmed (up to {top})', harmed)):
-            shown = ', '.join(f'{name} ({c}) {b:.0f} -> {a:.0f}' for c, name, b, a, _ in rows)
-            lines += [f'- {title}: ' + (shown or 'none'), '']
-    return lines
-
-
-def write_per_class_csv(path, analysis):
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['set', 'model', 'direction', 'class', 'name', 'before', 'after', 'change'])
-        for key, model, improved, harmed in analysis:
-            for direction, rows in (('improved', improved), ('harmed', harmed)):
-                for c, name, b, a, d in rows:
-                    writer.writerow([key, model, direction, c, name, f'{b:.4f}', f'{a:.4f}',
-                                     f'{d:+.4f}'])
-
-
-def write_markdown(path, table, protocol, model_lines, notes, paper_table=None, extra=()):
+def write_markdown(path, table, protocol, model_lines, notes, sections=()):
     when = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     text = [
         '# Robustness report', '',
@@ -461,14 +301,7 @@ def write_markdown(path, table, protocol, model_lines, notes, paper_table=None, 
         'and mIoU pooled over the dataset, mAP averaged over images).', '',
         table, '',
     ]
-    if paper_table:
-        text += ['## As in the paper (Tables 1-2)', '',
-                 'Top-1 accuracy (%) of the models named `ARCHITECTURE:METHOD`; the average-change '
-                 'rows are the mean change against `original` over the architectures that have '
-                 'both. Published numbers appear beside a value when '
-                 '`robustvit_mm/apis/data/paper_results.json` holds them (with their table, row and '
-                 'column).', '', paper_table, '']
-    text += list(extra)
+    text += list(sections)
     text += ['## Models', '', *model_lines, '']
     if notes:
         text += ['## Notes', '', *notes, '']
@@ -538,21 +371,70 @@ def check_checkpoints(models):
 
 
 # ----------------------------------------------------------------------------------------- run
+def shared_class_splits(names, class_splits):
+    """``class_splits`` plus, for an ``ARCH:METHOD`` model without one, the split that the other
+    models of its architecture share (Tables 10-11 score the original model on the classes its
+    fine-tuned version was trained on)."""
+    from .report_tables import split_name
+    splits = dict(class_splits or {})
+    for name in names:
+        arch = (split_name(name) or (None, ))[0]
+        if name in splits or arch is None:
+            continue
+        same = {path for other, path in splits.items() if (split_name(other) or (None, ))[0]
+                == arch}
+        if len(same) == 1:
+            splits[name] = same.pop()
+    return splits
+
+
+def _check_gallery(gallery, models, results, present):
+    """``(set key, first, pairs)`` of a valid ``gallery`` request, or None."""
+    from .report_gallery import gallery_pairs
+    if not gallery:
+        return None
+    key, first = gallery
+    if key not in SET_BY_KEY or SET_BY_KEY[key].metrics is not ACCURACY:
+        raise ValueError(f'--gallery {key}: an accuracy set, one of '
+                         f'{", ".join(s.key for s in SETS if s.metrics is ACCURACY)}')
+    if int(first) < 1:
+        raise ValueError(f'--gallery {key} {first}: the number of images must be at least 1')
+    pairs = gallery_pairs([name for name, _, _ in models])
+    if not pairs:
+        raise ValueError('--gallery needs two --models (ARCH:original and ARCH:RobustViT, or the '
+                         'first two)')
+    if key not in {k for k, _ in present}:
+        raise FileNotFoundError(f'--gallery {key}: the set is not under --data-root')
+    merged = [name for name, k, _ in results if k == key and any(name in p for p in pairs)]
+    if merged:
+        raise ValueError(f'--gallery {key}: {merged[0]} is merged from --results; the gallery '
+                         'needs its predictions, so it must be evaluated here')
+    return key, int(first), pairs
+
+
 def run_report(models=(), results=(), data_root=None, protocol='paper',
                out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
                num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=(),
-               class_splits=None, per_class=False, top_classes=50):
+               class_splits=None, per_class=False, top_classes=50, gallery=None):
     """Evaluate ``models`` (``(name, config, checkpoint)``) on the sets under ``data_root``, merge
     ``results`` (``(name, set, test.py metrics JSON)``), write the report to ``out``.
+
     ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
-    their accuracy into the fine-tuning classes and the others. Models named ``ARCH:METHOD`` also
-    get the paper's Tables 1-2 layout. ``per_class``: also per-class accuracy, and a section with
-    the ``top_classes`` most improved and most harmed classes of each model against the first
-    (paper Appendix J; merged results carry them when test.py ran with ``per_class=True``).
+    their accuracy into the fine-tuning classes and the others (an ``ARCH:METHOD`` model without
+    one takes its architecture's). Models named ``ARCH:METHOD`` also get the paper's Tables 1-2,
+    3, 4 and 10-11 (:mod:`robustvit_mm.apis.report_tables`). ``per_class``: also per-class
+    accuracy, and a section and chart with the ``top_classes`` most improved and most harmed
+    classes of each model against the first (paper Appendix J; merged results carry them when
+    test.py ran with ``per_class=True``). ``gallery``: ``(set, N)``, the first N images whose
+    prediction flipped each way between ``ARCH:original`` and ``ARCH:RobustViT`` (or the first two
+    models), with relevance before and after (paper Figure 15;
+    :mod:`robustvit_mm.apis.report_gallery`). Every picture also goes to the visualizer's
+    backends (``vis_backends``: 'tensorboard', 'wandb').
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
     report). Bad requests raise before anything runs (see :func:`check_request`).
     """
+    from . import report_tables as tables
     models, results = [tuple(m) for m in models], [tuple(r) for r in results]
     present, missing = check_request(models, results, data_root, sets, protocol, config_dir)
     unknown = sorted(set(class_splits or {}) - {name for name, _, _ in models})
@@ -561,6 +443,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     for name, path in (class_splits or {}).items():
         from ..evaluation.metrics import read_training_classes
         read_training_classes(path)  # a wrong path fails now, not after the other sets ran
+    splits = shared_class_splits([name for name, _, _ in models], class_splits)
+    gallery = _check_gallery(gallery, models, results, present)
     loaded = {(name, key): load_results(path, key, protocol) for name, key, path in results}
     check_checkpoints(models)
 
@@ -569,6 +453,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     for name, config, checkpoint in models:
         order.append(name)
         model_lines[name] = f'- **{name}**: `{config}`, checkpoint `{checkpoint}`'
+        if name in splits:
+            model_lines[name] += f'; class split `{splits[name]}`'
     for name, key, path in results:
         if name not in order:
             order.append(name)
@@ -583,17 +469,26 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
 
     jobs = [(key, model) for key, _ in present for model in models
             if key not in table.get(model[0], {})]
-    failed, norms = False, {}
+    recorded = {n for pair in (gallery[2] if gallery else ()) for n in pair}
+    failed, norms, test_cfgs, predictions = False, {}, {}, {}
     for i, (key, (name, config, checkpoint)) in enumerate(jobs, 1):
         desc = f'[{i}/{len(jobs)}] {name} on {SET_BY_KEY[key].title}'
         print(desc)
         try:
             cfg, norm = build_test_config(
                 key, protocol, config, checkpoint, data_root, osp.join(out, 'work_dirs', name, key),
-                config_dir, batch_size, num_workers, verbose, (class_splits or {}).get(name),
-                per_class)
+                config_dir, batch_size, num_workers, verbose, splits.get(name), per_class)
             norms.setdefault(name, norm)
-            metrics = run_evaluation(cfg, desc)
+            hooks = []
+            if gallery and key == gallery[0] and name in recorded:
+                from .report_gallery import PredictionRecorder, save_predictions
+                hooks = [PredictionRecorder()]
+                test_cfgs[name] = copy.deepcopy(cfg)
+            metrics = run_evaluation(cfg, desc, hooks)
+            if hooks:
+                predictions[name] = hooks[0].records
+                save_predictions(osp.join(out, 'gallery', f'{name}__{key}_predictions.json'),
+                                 hooks[0].records)
         except Exception as err:  # keep the other evaluations; report the failure loudly
             failed = True
             traceback.print_exc()
@@ -612,26 +507,66 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
                      'sets (robustvit_mm/datasets/data/imagenet_{a,r}_wnids.json).')
     rows = table_rows(table, order, protocol, top5)
     markdown = markdown_table(rows, order)
-    columns, layout = paper_layout(table, order, protocol, load_paper_results())
-    paper_table = paper_layout_markdown(columns, layout) if layout else None
-    if layout:
-        write_paper_layout_csv(osp.join(out, 'report_paper_layout.csv'), columns, layout)
-    analysis = per_class_changes(table, order, protocol, top_classes)
-    extra = []
-    if analysis:
-        write_per_class_csv(osp.join(out, 'report_per_class.csv'), analysis)
-        extra = ['## Per-class changes (Appendix J)', '',
-                 *per_class_markdown(analysis, order[0], top_classes)]
+    images = ReportImages(out, vis_backends)
+    try:
+        sections = _paper_sections(tables, table, order, protocol, out)
+        analysis = tables.per_class_changes(table, order, protocol, top_classes)
+        if analysis:
+            tables.write_per_class_csv(osp.join(out, 'report_per_class.csv'), analysis)
+            sections += ['## Per-class changes (Appendix J)', '',
+                         *tables.per_class_markdown(analysis, order[0], top_classes)]
+            for key, name, improved, harmed in analysis:
+                if improved or harmed:
+                    file = f'per_class/{key}__{_safe(name)}.png'
+                    images.add(f'per_class_{key}_{_safe(name)}', tables.draw_per_class_chart(
+                        key, name, order[0], improved, harmed), file)
+                    sections += [f'![{key}, {name}]({file})', '']
+        if gallery:
+            sections += _gallery_section(images, gallery, models, test_cfgs, predictions, notes)
+        if rows:
+            images.add('robustness_report', draw_chart(rows, order, protocol), 'report.png')
+    finally:
+        images.close()
     write_markdown(osp.join(out, 'report.md'), markdown, protocol,
-                   [model_lines[m] for m in order], notes, paper_table, extra)
+                   [model_lines[m] for m in order], notes, sections)
     write_csv(osp.join(out, 'report.csv'), rows, order)
-    if rows:
-        save_chart(draw_chart(rows, order, protocol), out, vis_backends)
     print(f'\nProtocol: {protocol}\n{markdown}\n')
     print(f'Wrote {osp.join(out, "report.md")}, report.csv' + (', report.png' if rows else ''))
     return 1 if failed else 0
 
 
+def _safe(name):
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
+
+
+def _paper_sections(tables, results, order, protocol, out):
+    """The paper's tables (report_<table>.csv each) as report lines."""
+    made = tables.paper_tables(results, order, protocol, tables.load_paper_results())
+    for table in made:
+        tables.write_table_csv(osp.join(out, f'report_{table.name}.csv'), table)
+    if not made:
+        return []
+    return ['## As in the paper', '',
+            'Models named `ARCHITECTURE:METHOD`. Published numbers appear beside a value, with '
+            'the difference, when `robustvit_mm/apis/data/paper_results.json` holds them (with '
+            'their table, row and column).', '', *tables.tables_markdown(made)]
+
+
+def _gallery_section(images, gallery, models, test_cfgs, predictions, notes):
+    from .report_gallery import draw_gallery
+    key, first, pairs = gallery
+    checkpoints = {name: ckpt for name, _, ckpt in models}
+    lines = [f'## Flipped predictions on {SET_BY_KEY[key].title} (Figure 15)', '',
+             'Each picture: image | relevance of the first model | of the second (each explaining '
+             'its own prediction); right and wrong as the set\'s metric counts them.', '']
+    for pair in pairs:
+        if any(name not in predictions for name in pair):
+            notes.append(f'- gallery {pair[0]} -> {pair[1]}: an evaluation failed, not drawn')
+            continue
+        drawn, _ = draw_gallery(images, pair, test_cfgs, checkpoints, predictions, key, first)
+        lines += drawn
+    return lines
+
+
 __all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',
-           'PROTOCOLS', 'build_test_config', 'paper_layout', 'load_paper_results',
-           'per_class_changes']
+           'PROTOCOLS', 'build_test_config', 'shared_class_splits']

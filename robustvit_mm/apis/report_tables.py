@@ -1,0 +1,325 @@
+"""The robustness report's tables laid out as the paper's: which sets and metrics exist, the
+published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11, and the per-class analysis of
+Appendix J. Pure presentation: the numbers come from :mod:`robustvit_mm.apis.report`'s evaluations.
+
+Models take part in the paper's layout when named ``ARCH:METHOD`` (``ViT-B:original``,
+``DeiT-B:no-cls``); method names are matched without regard to case.
+"""
+import csv
+import json
+import os.path as osp
+from collections import namedtuple
+
+EvalSet = namedtuple('EvalSet', 'key title metrics')
+ACCURACY = (('top1', 'top-1 acc.'), )
+TOP5 = (('top5', 'top-5 acc.'), )
+# With ShiftedAccuracy(class_split=...) (--class-split): the fine-tuning classes vs the others.
+CLASS_GROUPS = (('top1_training_classes', 'top-1, fine-tuning classes'),
+                ('top1_other_classes', 'top-1, other classes'))
+SEGMENTATION = (('pixAcc', 'pixel acc.'), ('mIoU', 'mIoU'), ('mAP', 'mAP'))
+# Presentation only (row order and titles); each key is a config in configs/robustness/.
+SETS = (
+    EvalSet('imagenet-val', 'ImageNet val', ACCURACY),
+    EvalSet('imagenet-a', 'ImageNet-A', ACCURACY),
+    EvalSet('imagenet-r', 'ImageNet-R', ACCURACY),
+    EvalSet('imagenet-sketch', 'ImageNet-Sketch', ACCURACY),
+    EvalSet('imagenet-v2', 'ImageNet-V2', ACCURACY),
+    EvalSet('objectnet', 'ObjectNet', ACCURACY),
+    EvalSet('si-score-area', 'SI-Score size', ACCURACY),
+    EvalSet('si-score-location', 'SI-Score location', ACCURACY),
+    EvalSet('si-score-rotation', 'SI-Score rotation', ACCURACY),
+    EvalSet('imagenet-segmentation', 'ImageNet-segmentation', SEGMENTATION),
+)
+SET_BY_KEY = {s.key: s for s in SETS}
+
+PAPER_RESULTS = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'paper_results.json')
+# Rows of Tables 1-2 in the paper's order; the ablations of Table 4 (paper Section 4.3).
+METHOD_ORDER = ('original', 'RobustViT', 'TokenCut', 'GradMask', 'RRR')
+ABLATIONS = ('no-cls', 'no-bg', 'no-fg', 'gt-ce', 'create-graph')
+_CANONICAL = {m.lower(): m for m in METHOD_ORDER + ABLATIONS}
+
+# One table of the report: columns are titles; each row ``(arch, method, [(measured, paper)])``;
+# rows with arch 'average change' hold signed changes. ``tables``: the paper tables whose published
+# numbers it shows.
+Table = namedtuple('Table', 'name title about columns rows')
+Column = namedtuple('Column', 'set metric title')
+
+
+def metric_key(key, protocol, metric):
+    return f'{key}_{protocol}/{metric}'
+
+
+def fmt(value, signed=False):
+    if value is None:
+        return '–'
+    return f'{value:+.2f}' if signed else f'{value:.2f}'
+
+
+# ---------------------------------------------------------------------------- published numbers
+def load_paper_results(path=PAPER_RESULTS):
+    """``{(table, architecture, method, set, metric): value}`` from the published-numbers file;
+    every entry must carry its provenance (table, architecture, method, set, metric)."""
+    with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    numbers = {}
+    for i, entry in enumerate(data.get('entries', [])):
+        lacking = [k for k in ('table', 'architecture', 'method', 'set', 'metric', 'value')
+                   if entry.get(k) is None]
+        if lacking or entry['set'] not in SET_BY_KEY:
+            raise ValueError(f'{path}: entry {i} lacks {lacking or "a known set"}: {entry}')
+        method = _CANONICAL.get(str(entry['method']).lower(), entry['method'])
+        numbers[(str(entry['table']), entry['architecture'], method, entry['set'],
+                 entry['metric'])] = float(entry['value'])
+    return numbers
+
+
+def split_name(name):
+    """'ViT-B:robustvit' -> ('ViT-B', 'RobustViT') (known methods in the paper's spelling); a name
+    without ':' has no place in the paper's layout."""
+    arch, sep, method = name.partition(':')
+    return (arch, _CANONICAL.get(method.lower(), method)) if sep and arch and method else None
+
+
+# ------------------------------------------------------------------------------------ the tables
+def _method_rows(results, models, protocol, columns, keep, paper, tables):
+    """Rows arch x method (paper order, others after) of the ``ARCH:METHOD`` models whose method
+    passes ``keep``; each cell ``(measured, published or None)``."""
+    named = [(m, split_name(m)) for m in models if split_name(m) and keep(split_name(m)[1])]
+    value = {split: results.get(m, {}) for m, split in named}
+    order = list(dict.fromkeys(arch for _, (arch, _) in named))
+    methods = [m for m in METHOD_ORDER + ABLATIONS if any(x == m for _, (_, x) in named)] + \
+        list(dict.fromkeys(x for _, (_, x) in named if x not in METHOD_ORDER + ABLATIONS))
+
+    def measured(arch, method, col):
+        return value.get((arch, method), {}).get(col.set, {}).get(
+            metric_key(col.set, protocol, col.metric))
+
+    def published(arch, method, col):
+        found = [paper[k] for t in tables if (k := (t, arch, method, col.set, col.metric)) in paper]
+        return found[0] if found else None
+
+    rows = [(arch, method, [(measured(arch, method, c), published(arch, method, c))
+                            for c in columns])
+            for arch in order for method in methods if (arch, method) in value]
+    # a model with none of this table's values has no row in it
+    return [r for r in rows if any(m is not None for m, _ in r[2])], measured, order, methods
+
+
+def _columns(results, models, protocol, sets, metrics):
+    """The (set, metric) columns for which some ``ARCH:METHOD`` model has a value."""
+    have = [results.get(m, {}) for m in models if split_name(m)]
+    return [Column(s.key, metric, title if len(metrics) > 1 or s.metrics is SEGMENTATION
+                   else s.title)
+            for s in sets for metric, title in metrics
+            if any(metric_key(s.key, protocol, metric) in r.get(s.key, {}) for r in have)]
+
+
+def _accuracy_sets():
+    return [s for s in SETS if s.metrics is ACCURACY]
+
+
+def tables_1_2(results, models, protocol, paper):
+    """Tables 1-2: rows = architecture x {original, RobustViT, TokenCut, GradMask, RRR, others},
+    columns = accuracy sets; one average-change row per method (the mean over the architectures
+    that have it and ``original`` of the change against ``original``)."""
+    columns = _columns(results, models, protocol, _accuracy_sets(), ACCURACY)
+    rows, measured, archs, methods = _method_rows(
+        results, models, protocol, columns, lambda m: m not in ABLATIONS, paper, ('1', '2'))
+    for method in methods:
+        if method == 'original' or method in ABLATIONS:
+            continue
+        cells = []
+        for c in columns:
+            changes = [measured(a, method, c) - measured(a, 'original', c) for a in archs
+                       if measured(a, method, c) is not None
+                       and measured(a, 'original', c) is not None]
+            cells.append((sum(changes) / len(changes) if changes else None, None))
+        if any(m is not None for m, _ in cells):
+            rows.append(('average change', method, cells))
+    return Table('tables-1-2', 'Tables 1-2: robustness', 'Top-1 accuracy (%); the average-change '
+                 'rows are the mean change against `original` over the architectures that have '
+                 'both.', [c.title for c in columns], rows)
+
+
+def table_3(results, models, protocol, paper):
+    """Table 3: the relevance-as-segmentation test, pixel accuracy / mIoU / mAP per model."""
+    columns = _columns(results, models, protocol, [SET_BY_KEY['imagenet-segmentation']],
+                       SEGMENTATION)
+    rows = _method_rows(results, models, protocol, columns, lambda m: True, paper, ('3', ))[0]
+    return Table('table-3', 'Table 3: relevance as segmentation (ImageNet-segmentation)',
+                 'Relevance of the predicted class thresholded at its per-image mean; pixel '
+                 'accuracy and mIoU pooled over the set, mAP averaged over images (%).',
+                 [c.title for c in columns], rows)
+
+
+def table_4(results, models, protocol, paper):
+    """Table 4: one table per architecture that has an ablation: rows = original, RobustViT and
+    the ablation variants of that architecture, columns = accuracy sets."""
+    tables = []
+    archs = list(dict.fromkeys(split_name(m)[0] for m in models
+                               if split_name(m) and split_name(m)[1] in ABLATIONS))
+    for arch in archs:
+        mine = [m for m in models if split_name(m) and split_name(m)[0] == arch]
+        columns = _columns(results, mine, protocol, _accuracy_sets(), ACCURACY)
+        rows = _method_rows(results, mine, protocol, columns,
+                            lambda m: m in ('original', 'RobustViT') + ABLATIONS, paper,
+                            ('4', '12'))[0]
+        tables.append(Table(f'table-4-{arch}', f'Table 4: ablations, {arch}',
+                            'Top-1 accuracy (%) of the ablation variants (no-cls: without the '
+                            'classification loss; no-bg / no-fg: without the background / '
+                            'foreground loss; gt-ce: cross-entropy with the ground-truth class; '
+                            'create-graph: second-order relevance gradient).',
+                            [c.title for c in columns], rows))
+    return tables
+
+
+def tables_10_11(results, models, protocol, paper):
+    """Tables 10-11: top-1 accuracy on the fine-tuning classes vs the other classes (from
+    ShiftedAccuracy's ``class_split``), per set, rows = architecture x method."""
+    columns = [Column(c.set, c.metric, f'{SET_BY_KEY[c.set].title}, {short}')
+               for c in _columns(results, models, protocol, _accuracy_sets(), CLASS_GROUPS)
+               for short in [('fine-tuning classes' if 'training' in c.metric
+                              else 'other classes')]]
+    rows = _method_rows(results, models, protocol, columns, lambda m: True, paper,
+                        ('10', '11'))[0]
+    return Table('tables-10-11', 'Tables 10-11: fine-tuning classes vs other classes',
+                 'Top-1 accuracy (%) on the images of the classes the fine-tuning run used (its '
+                 '`imagenet_s_split.json`) and on the others.', [c.title for c in columns], rows)
+
+
+def paper_tables(results, models, protocol, paper=None):
+    """Every table of the paper's layout that has a row: Tables 1-2, 3, 4 (per architecture),
+    10-11."""
+    paper = paper or {}
+    made = [tables_1_2(results, models, protocol, paper),
+            table_3(results, models, protocol, paper),
+            *table_4(results, models, protocol, paper),
+            tables_10_11(results, models, protocol, paper)]
+    return [t for t in made if t.rows and t.columns]
+
+
+def _has_paper(table):
+    return any(p is not None for _, _, cells in table.rows for _, p in cells)
+
+
+def table_markdown(table):
+    """Measured value, then the published one and the difference when a number is stored."""
+    with_paper = _has_paper(table)
+    head = [c for col in table.columns for c in ([col, 'paper', 'Δ'] if with_paper else [col])]
+    lines = ['| Architecture | Method | ' + ' | '.join(head) + ' |',
+             '|---|---|' + '---:|' * len(head)]
+    for arch, method, cells in table.rows:
+        shown = []
+        for m, p in cells:
+            if arch == 'average change':
+                shown += [fmt(m, signed=True)] + (['', ''] if with_paper else [])
+            else:
+                shown += [fmt(m)] + ([fmt(p), fmt(None if m is None or p is None else m - p,
+                                                 signed=True)] if with_paper else [])
+        lines.append(f'| {arch} | {method} | ' + ' | '.join(shown) + ' |')
+    return '\n'.join(lines)
+
+
+def write_table_csv(path, table):
+    """Columns: each measured value and its ``(paper)`` column; a ``(difference)`` column too when
+    the table shows a published number."""
+    with_paper = _has_paper(table)
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['architecture', 'method', *[
+            c for col in table.columns
+            for c in (col, f'{col} (paper)') + ((f'{col} (difference)', ) if with_paper else ())]])
+        for arch, method, cells in table.rows:
+            row = []
+            for m, p in cells:
+                row += ['' if m is None else f'{m:.4f}', '' if p is None else f'{p:.4f}']
+                if with_paper:
+                    row.append('' if m is None or p is None else f'{m - p:+.4f}')
+            writer.writerow([arch, method, *row])
+
+
+def tables_markdown(tables):
+    lines = []
+    for table in tables:
+        lines += [f'## {table.title}', '', table.about, '', table_markdown(table), '',
+                  f'(`report_{table.name}.csv`)', '']
+    return lines
+
+
+# ------------------------------------------------------------------------ per-class analysis
+def per_class_changes(results, models, protocol, top=50):
+    """``[(set key, model, improved, harmed)]``: against ``models[0]``, the ``top`` classes whose
+    top-1 accuracy rose most and fell most (paper Appendix J), each ``(index, name, before, after,
+    change)``; from ShiftedAccuracy's ``per_class_top1/<index>`` keys."""
+    from ..datasets.imagenet_classes import imagenet_class_names
+    names = imagenet_class_names()
+    out = []
+    for eval_set in SETS:
+        prefix = f'{eval_set.key}_{protocol}/per_class_top1/'
+
+        def per_class(model):
+            metrics = results.get(model, {}).get(eval_set.key, {})
+            return {int(k[len(prefix):]): v for k, v in metrics.items() if k.startswith(prefix)}
+        base = per_class(models[0]) if models else {}
+        for model in models[1:]:
+            other = per_class(model)
+            common = sorted(set(base) & set(other))
+            if not common:
+                continue
+            changes = [(c, names[c] if c < len(names) else str(c), base[c], other[c],
+                        other[c] - base[c]) for c in common]
+            ranked = sorted(changes, key=lambda r: (-r[4], r[0]))
+            improved = [r for r in ranked if r[4] > 0][:top]
+            harmed = [r for r in reversed(ranked) if r[4] < 0][:top]
+            out.append((eval_set.key, model, improved, harmed))
+    return out
+
+
+def per_class_markdown(analysis, first, top):
+    lines = []
+    for key, model, improved, harmed in analysis:
+        lines += [f'### {SET_BY_KEY[key].title}: {model} against {first}', '']
+        for title, rows in ((f'Most improved (up to {top})', improved),
+                            (f'Most harmed (up to {top})', harmed)):
+            shown = ', '.join(f'{name} ({c}) {b:.0f} -> {a:.0f}' for c, name, b, a, _ in rows)
+            lines += [f'- {title}: ' + (shown or 'none'), '']
+    return lines
+
+
+def write_per_class_csv(path, analysis):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['set', 'model', 'direction', 'class', 'name', 'before', 'after', 'change'])
+        for key, model, improved, harmed in analysis:
+            for direction, rows in (('improved', improved), ('harmed', harmed)):
+                for c, name, b, a, d in rows:
+                    writer.writerow([key, model, direction, c, name, f'{b:.4f}', f'{a:.4f}',
+                                     f'{d:+.4f}'])
+
+
+def draw_per_class_chart(key, model, first, improved, harmed):
+    """Appendix J's chart for one set and model: horizontal bars of the change in per-class top-1
+    accuracy, most improved (green, top) to most harmed (red, bottom); RGB uint8."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    rows = list(improved) + list(reversed(harmed))
+    fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.22 * len(rows) + 1.2)), dpi=110)
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r[4] for r in rows], color=['tab:green' if r[4] > 0 else 'tab:red' for r in rows])
+    ax.set_yticks(y)
+    ax.set_yticklabels([f'{r[1]} ({r[0]})' for r in rows], fontsize=7)
+    ax.axvline(0, color='black', linewidth=0.8)
+    ax.set_xlabel('change in per-class top-1 accuracy (points)')
+    ax.set_title(f'{SET_BY_KEY[key].title}: {model} against {first}', fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+__all__ = ['SETS', 'SET_BY_KEY', 'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results',
+           'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
+           'table_markdown', 'write_table_csv', 'per_class_changes', 'draw_per_class_chart']
