@@ -227,6 +227,13 @@ def test_command_line_exits_2_with_the_message(tmp_path, repo_root):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '| ImageNet-A | top-1 acc. | 20.00 |' in proc.stdout
+    # --gallery reaches the library (and needs models evaluated here, not merged results)
+    proc = subprocess.run([sys.executable, tool, '--out', str(tmp_path / 'r'),
+                           '--results', 'x', 'imagenet-a', str(a), '--gallery', 'imagenet-a',
+                           '--gallery-images', '3'],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and 'error: --gallery needs two --models' in proc.stderr, \
+        proc.stdout + proc.stderr
 
 
 def _merge_files(tmp_path, values):
@@ -341,3 +348,84 @@ def test_tables_3_4_and_10_11(tmp_path):
                   'Tables 10-11: fine-tuning classes vs other classes'):
         assert f'## {title}' in text
     assert '| ViT-B | no-cls | 13.00 |' in text
+
+
+def _biased_random_head(path, cls, seed):
+    """A tiny ViT with a random head (non-flat relevance) whose bias makes ``cls`` win on every
+    image."""
+    save_tiny_checkpoint(path, None, seed=seed)
+    checkpoint = torch.load(path, map_location='cpu')
+    checkpoint['state_dict']['head.layers.head.bias'][cls] += 100.
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.slow
+def test_flipped_prediction_gallery(tmp_path):
+    """Figure 15: "original" always answers stingray (6), "RobustViT" always banana (954), so on 2
+    bananas + 2 stingrays + 1 junco exactly the bananas flip wrong -> right and the stingrays
+    right -> wrong; each is drawn (image | relevance before | after), to PNG and TensorBoard.
+    Tables 10-11: the original takes the RobustViT run's class split."""
+    data = tmp_path / 'data'
+    make_folder_set(str(data / 'imagenet-a'), {WNIDS[954]: 2, WNIDS[6]: 2, WNIDS[13]: 1})
+    bananas = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[954]).iterdir())
+    stingrays = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[6]).iterdir())
+    model_cfg = write_model_config(tmp_path / 'tiny_model.py')
+    models = [('ViT-T:original', model_cfg, _biased_random_head(str(tmp_path / 'o.pth'), 6, 0)),
+              ('ViT-T:RobustViT', model_cfg, _biased_random_head(str(tmp_path / 'r.pth'), 954, 1))]
+    split = tmp_path / 'finetune_run'
+    split.mkdir()
+    (split / 'imagenet_s_split.json').write_text(json.dumps({'train': [WNIDS[954]],
+                                                             'val': [WNIDS[1]]}))
+    out = tmp_path / 'report'
+    assert run_report(data_root=str(data), out=str(out), num_workers=0, batch_size=2,
+                      models=models, gallery=('imagenet-a', 5), vis_backends=['tensorboard'],
+                      class_splits={'ViT-T:RobustViT': str(split)}) == 0
+
+    from robustvit_mm.apis.report_gallery import flipped
+    records = {name: json.loads((out / 'gallery' / f'{name.replace(":", "_")}__imagenet-a_'
+                                 'predictions.json').read_text()) for name, _, _ in models}
+    assert [len(r) for r in records.values()] == [5, 5]
+    assert {r['pred_label'] for r in records['ViT-T:original']} == {6}
+    assert {r['pred_label'] for r in records['ViT-T:RobustViT']} == {954}
+    flips = flipped(records['ViT-T:original'], records['ViT-T:RobustViT'])
+    assert sorted(b['img_path'] for b, _ in flips['fixed']) == bananas
+    assert sorted(b['img_path'] for b, _ in flips['broken']) == stingrays
+    text = (out / 'report.md').read_text()
+    section = text[text.index('## Flipped predictions on ImageNet-A (Figure 15)'):]
+    listed = [line.split('`')[1] for line in section.split('\n') if line.startswith('- `')]
+    assert sorted(listed) == sorted(bananas + stingrays)  # the junco (wrong twice) is not there
+    assert 'wrong -> right: 2 image(s), the first 2 drawn.' in section
+    assert 'right -> wrong: 2 image(s), the first 2 drawn.' in section
+    folder = out / 'gallery' / 'ViT-T_original__ViT-T_RobustViT__imagenet-a'
+    assert sorted(p.name for p in folder.iterdir()) == [
+        'broken_000.png', 'broken_001.png', 'fixed_000.png', 'fixed_001.png']
+    import cv2
+    picture = cv2.imread(str(folder / 'fixed_000.png'))
+    assert picture.shape[0] > 224 and picture.shape[1] > 3 * 224
+    before, after = picture[-224:, 226:450], picture[-224:, 452:676]  # the two overlays
+    assert np.abs(before.astype(int) - after.astype(int)).mean() > 1  # two different maps
+    tags = tensorboard_images(out / 'vis_data')
+    assert tags == {'robustness_report': 1,
+                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_fixed': 2,
+                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_broken': 2}
+    # Tables 10-11: bananas are the fine-tuning class; the original is scored on the same split
+    assert read_csv(out / 'report_tables-10-11.csv')[1:] == [
+        ['ViT-T', 'original', '0.0000', '', '66.6667', ''],
+        ['ViT-T', 'RobustViT', '100.0000', '', '0.0000', '']]
+
+    # the first N only, and requests the gallery cannot serve
+    again = tmp_path / 'again'
+    assert run_report(data_root=str(data), out=str(again), num_workers=0, models=models,
+                      gallery=('imagenet-a', 1)) == 0
+    section = (again / 'report.md').read_text()
+    listed = [line.split('`')[1] for line in section.split('\n') if line.startswith('- `')]
+    assert listed == [flips['fixed'][0][0]['img_path'], flips['broken'][0][0]['img_path']]
+    with pytest.raises(ValueError, match='--gallery imagenet-segmentation: an accuracy set'):
+        run_report(data_root=str(data), out=str(again), models=models,
+                   gallery=('imagenet-segmentation', 1))
+    with pytest.raises(FileNotFoundError, match='--gallery objectnet: the set is not under'):
+        run_report(data_root=str(data), out=str(again), models=models, gallery=('objectnet', 1))
+    with pytest.raises(ValueError, match='--gallery needs two --models'):
+        run_report(data_root=str(data), out=str(again), models=models[:1],
+                   gallery=('imagenet-a', 1))

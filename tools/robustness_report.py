@@ -14,11 +14,13 @@ in with ``--results NAME SET JSON`` (``test.py CONFIG CKPT --out X.json --out-it
 Writes ``report.md``, ``report.csv`` (rows = set and metric, columns = models, then each model's
 change against the first), ``report.png`` (also through the visualizer: ``vis_data/`` and any
 ``--vis-backend``) and ``results/<model>__<set>.json`` per run (mergeable again) to ``--out``.
-Models named ``ARCH:METHOD`` (e.g. ``ViT-B:original``, ``ViT-B:RobustViT``) also get the paper's
-Tables 1-2 layout (``report_paper_layout.csv``, with an average-change row per method);
-``--class-split NAME WORK_DIR`` splits a fine-tuned model's accuracy into its training classes and
-the others (paper Tables 10-11); ``--per-class [N]`` adds the N most improved and harmed classes
-of each model against the first (paper Appendix J).
+Models named ``ARCH:METHOD`` (``ViT-B:original``, ``ViT-B:RobustViT``, ``ViT-B:no-cls``) also get
+the paper's Tables 1-2, 3, 4 and 10-11 (``report_<table>.csv``); ``--class-split NAME WORK_DIR``
+splits a fine-tuned model's accuracy into its training classes and the others (Tables 10-11);
+``--per-class [N]`` adds the N most improved and harmed classes of each model against the first,
+with a chart (Appendix J); ``--gallery SET`` draws the first ``--gallery-images`` images whose
+prediction flipped between ``ARCH:original`` and ``ARCH:RobustViT`` (Figure 15). docs/evaluation.md
+has the command for each table and figure.
 
 Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std = 0.5
 for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with any mapped
@@ -47,6 +49,10 @@ def parse_args(argv=None):
     parser.add_argument('--per-class', type=int, nargs='?', const=50, default=None, metavar='N',
                         help='per-class accuracy and the N (default 50) most improved / harmed '
                         'classes of each model against the first (paper Appendix J)')
+    parser.add_argument('--gallery', metavar='SET', help='flipped-prediction gallery on this '
+                        'accuracy set (paper Figure 15)')
+    parser.add_argument('--gallery-images', type=int, default=8, metavar='N',
+                        help='images drawn per direction (wrong -> right, right -> wrong)')
     parser.add_argument('--data-root', help='folder holding the sets under their usual names')
     parser.add_argument('--protocol', choices=tuple(PROTOCOLS), default='paper')
     parser.add_argument('--out', default='work_dirs/robustness_report', help='output folder')
@@ -57,7 +63,7 @@ def parse_args(argv=None):
     parser.add_argument('--config-dir', default=CONFIG_DIR,
                         help='where the per-set robustness configs are')
     parser.add_argument('--vis-backend', action='append', default=[],
-                        choices=('tensorboard', 'wandb'), help='also send the chart there')
+                        choices=('tensorboard', 'wandb'), help='also send every picture there')
     parser.add_argument('--verbose', action='store_true', help='full mmengine logging')
     return parser.parse_args(argv)
 
@@ -76,7 +82,8 @@ def main(argv=None):
             batch_size=args.batch_size, num_workers=args.num_workers, config_dir=args.config_dir,
             verbose=args.verbose, vis_backends=args.vis_backend,
             class_splits=dict(args.class_split), per_class=args.per_class is not None,
-            top_classes=args.per_class or 50)
+            top_classes=args.per_class or 50,
+            gallery=(args.gallery, args.gallery_images) if args.gallery else None)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -388,30 +388,6 @@ def shared_class_splits(names, class_splits):
     return splits
 
 
-def _check_gallery(gallery, models, results, present):
-    """``(set key, first, pairs)`` of a valid ``gallery`` request, or None."""
-    from .report_gallery import gallery_pairs
-    if not gallery:
-        return None
-    key, first = gallery
-    if key not in SET_BY_KEY or SET_BY_KEY[key].metrics is not ACCURACY:
-        raise ValueError(f'--gallery {key}: an accuracy set, one of '
-                         f'{", ".join(s.key for s in SETS if s.metrics is ACCURACY)}')
-    if int(first) < 1:
-        raise ValueError(f'--gallery {key} {first}: the number of images must be at least 1')
-    pairs = gallery_pairs([name for name, _, _ in models])
-    if not pairs:
-        raise ValueError('--gallery needs two --models (ARCH:original and ARCH:RobustViT, or the '
-                         'first two)')
-    if key not in {k for k, _ in present}:
-        raise FileNotFoundError(f'--gallery {key}: the set is not under --data-root')
-    merged = [name for name, k, _ in results if k == key and any(name in p for p in pairs)]
-    if merged:
-        raise ValueError(f'--gallery {key}: {merged[0]} is merged from --results; the gallery '
-                         'needs its predictions, so it must be evaluated here')
-    return key, int(first), pairs
-
-
 def run_report(models=(), results=(), data_root=None, protocol='paper',
                out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
                num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=(),
@@ -444,7 +420,9 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
         from ..evaluation.metrics import read_training_classes
         read_training_classes(path)  # a wrong path fails now, not after the other sets ran
     splits = shared_class_splits([name for name, _, _ in models], class_splits)
-    gallery = _check_gallery(gallery, models, results, present)
+    if gallery:
+        from .report_gallery import check_gallery
+        gallery = check_gallery(gallery, [name for name, _, _ in models], results, present)
     loaded = {(name, key): load_results(path, key, protocol) for name, key, path in results}
     check_checkpoints(models)
 
@@ -487,8 +465,7 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
             metrics = run_evaluation(cfg, desc, hooks)
             if hooks:
                 predictions[name] = hooks[0].records
-                save_predictions(osp.join(out, 'gallery', f'{name}__{key}_predictions.json'),
-                                 hooks[0].records)
+                save_predictions(out, name, key, hooks[0].records)
         except Exception as err:  # keep the other evaluations; report the failure loudly
             failed = True
             traceback.print_exc()
@@ -517,12 +494,14 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
                          *tables.per_class_markdown(analysis, order[0], top_classes)]
             for key, name, improved, harmed in analysis:
                 if improved or harmed:
-                    file = f'per_class/{key}__{_safe(name)}.png'
-                    images.add(f'per_class_{key}_{_safe(name)}', tables.draw_per_class_chart(
+                    safe = tables.safe_name(name)
+                    file = f'per_class/{key}__{safe}.png'
+                    images.add(f'per_class_{key}_{safe}', tables.draw_per_class_chart(
                         key, name, order[0], improved, harmed), file)
                     sections += [f'![{key}, {name}]({file})', '']
         if gallery:
-            sections += _gallery_section(images, gallery, models, test_cfgs, predictions, notes)
+            from .report_gallery import gallery_section
+            sections += gallery_section(images, gallery, models, test_cfgs, predictions, notes)
         if rows:
             images.add('robustness_report', draw_chart(rows, order, protocol), 'report.png')
     finally:
@@ -533,10 +512,6 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     print(f'\nProtocol: {protocol}\n{markdown}\n')
     print(f'Wrote {osp.join(out, "report.md")}, report.csv' + (', report.png' if rows else ''))
     return 1 if failed else 0
-
-
-def _safe(name):
-    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
 
 
 def _paper_sections(tables, results, order, protocol, out):
@@ -550,22 +525,6 @@ def _paper_sections(tables, results, order, protocol, out):
             'Models named `ARCHITECTURE:METHOD`. Published numbers appear beside a value, with '
             'the difference, when `robustvit_mm/apis/data/paper_results.json` holds them (with '
             'their table, row and column).', '', *tables.tables_markdown(made)]
-
-
-def _gallery_section(images, gallery, models, test_cfgs, predictions, notes):
-    from .report_gallery import draw_gallery
-    key, first, pairs = gallery
-    checkpoints = {name: ckpt for name, _, ckpt in models}
-    lines = [f'## Flipped predictions on {SET_BY_KEY[key].title} (Figure 15)', '',
-             'Each picture: image | relevance of the first model | of the second (each explaining '
-             'its own prediction); right and wrong as the set\'s metric counts them.', '']
-    for pair in pairs:
-        if any(name not in predictions for name in pair):
-            notes.append(f'- gallery {pair[0]} -> {pair[1]}: an evaluation failed, not drawn')
-            continue
-        drawn, _ = draw_gallery(images, pair, test_cfgs, checkpoints, predictions, key, first)
-        lines += drawn
-    return lines
 
 
 __all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',

@@ -49,6 +49,11 @@ def metric_key(key, protocol, metric):
     return f'{key}_{protocol}/{metric}'
 
 
+def safe_name(name):
+    """A model name as a file name or visualizer tag ('ViT-B:RobustViT' -> 'ViT-B_RobustViT')."""
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
+
+
 def fmt(value, signed=False):
     if value is None:
         return '–'
