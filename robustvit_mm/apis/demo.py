@@ -204,6 +204,8 @@ def load_config(name, data_root, work_dir, seed, args, load_from=None, overrides
     # Every random source from the seed (python, numpy, torch, the sampler), deterministic kernels.
     cfg.randomness = dict(seed=seed, diff_rank_seed=False, deterministic=True)
     cfg.log_level = 'INFO' if args.verbose else 'WARNING'
+    # The seed processes are spawned; mmengine would otherwise warn and switch them to 'fork'.
+    cfg.env_cfg = dict(cfg.get('env_cfg', {}), mp_cfg=dict(mp_start_method='spawn', opencv_num_threads=0))
     # A unique name: mmengine keeps loggers/visualizers by name, and names from a 1-s timestamp collide.
     cfg.experiment_name = f'{osp.splitext(name)[0]}_{uuid.uuid4().hex[:8]}'
     if load_from is not None:

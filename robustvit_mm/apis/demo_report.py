@@ -106,12 +106,14 @@ def format_table(summary, arms, markdown=False):
 
 
 def format_per_seed(summary, arms, seeds):
-    head = ['arm', 'metric'] + [f'seed {s}' for s in seeds]
+    head = ['metric', 'arm'] + [f'seed {s}' for s in seeds] + ['mean ± std']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for arm in arms:
-        for key in METRICS:
+    for key in METRICS:
+        for arm in arms:
             vals = summary[arm]['per_seed'][key]
-            lines.append('| ' + ' | '.join([arm, key] + [f'{v:.1f}' for v in vals]) + ' |')
+            lines.append('| ' + ' | '.join([METRIC_TITLES[key], arm] + [f'{v:.1f}' for v in vals]
+                                           + [f'{summary[arm][key]:.1f} ± {summary[arm][key + "_std"]:.1f}'])
+                         + ' |')
     return '\n'.join(lines)
 
 
