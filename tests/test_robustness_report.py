@@ -365,9 +365,11 @@ def test_flipped_prediction_gallery(tmp_path):
     """Figure 15: "original" always answers stingray (6), "RobustViT" always banana (954), so on 2
     bananas + 2 stingrays + 1 junco exactly the bananas flip wrong -> right and the stingrays
     right -> wrong; each is drawn (image | relevance before | after), to PNG and TensorBoard.
-    Tables 10-11: the original takes the RobustViT run's class split."""
+    The same Runner evaluations fill Table 3 (segmentation), Table 4 (with a "no-bg" variant that
+    answers junco) and Tables 10-11 (the original takes the RobustViT run's class split)."""
     data = tmp_path / 'data'
     make_folder_set(str(data / 'imagenet-a'), {WNIDS[954]: 2, WNIDS[6]: 2, WNIDS[13]: 1})
+    make_gtsegs_mat(str(data / 'gtsegs_ijcv.mat'))
     bananas = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[954]).iterdir())
     stingrays = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[6]).iterdir())
     model_cfg = write_model_config(tmp_path / 'tiny_model.py')
@@ -377,9 +379,11 @@ def test_flipped_prediction_gallery(tmp_path):
     split.mkdir()
     (split / 'imagenet_s_split.json').write_text(json.dumps({'train': [WNIDS[954]],
                                                              'val': [WNIDS[1]]}))
+    ablation = ('ViT-T:no-bg', model_cfg, _biased_random_head(str(tmp_path / 'n.pth'), 13, 2))
     out = tmp_path / 'report'
     assert run_report(data_root=str(data), out=str(out), num_workers=0, batch_size=2,
-                      models=models, gallery=('imagenet-a', 5), vis_backends=['tensorboard'],
+                      models=models + [ablation], gallery=('imagenet-a', 5),
+                      vis_backends=['tensorboard'],
                       class_splits={'ViT-T:RobustViT': str(split)}) == 0
 
     from robustvit_mm.apis.report_gallery import flipped
@@ -409,15 +413,30 @@ def test_flipped_prediction_gallery(tmp_path):
     assert tags == {'robustness_report': 1,
                     'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_fixed': 2,
                     'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_broken': 2}
+    # Table 3: the three models' segmentation metrics (as in report.csv), ARCH x METHOD rows
+    measured = {(r[0], r[1]): r[2:5] for r in read_csv(out / 'report.csv')[1:]}
+    table_3 = read_csv(out / 'report_table-3.csv')
+    assert [r[:2] for r in table_3[1:]] == [['ViT-T', 'original'], ['ViT-T', 'RobustViT'],
+                                            ['ViT-T', 'no-bg']]
+    for i, name in enumerate(('pixel acc.', 'mIoU', 'mAP')):
+        assert [r[2 + 2 * i] for r in table_3[1:]] == measured[('ImageNet-segmentation', name)]
+        assert 0 < float(table_3[1][2 + 2 * i]) < 100
+    # Table 4: original 2/5 (stingrays), RobustViT 2/5 (bananas), no-bg 1/5 (the junco)
+    assert read_csv(out / 'report_table-4-ViT-T.csv')[1:] == [
+        ['ViT-T', 'original', '40.0000', ''], ['ViT-T', 'RobustViT', '40.0000', ''],
+        ['ViT-T', 'no-bg', '20.0000', '']]
     # Tables 10-11: bananas are the fine-tuning class; the original is scored on the same split
     assert read_csv(out / 'report_tables-10-11.csv')[1:] == [
         ['ViT-T', 'original', '0.0000', '', '66.6667', ''],
-        ['ViT-T', 'RobustViT', '100.0000', '', '0.0000', '']]
+        ['ViT-T', 'RobustViT', '100.0000', '', '0.0000', ''],
+        ['ViT-T', 'no-bg', '0.0000', '', '33.3333', '']]
+    assert f'- **ViT-T:original**: `{model_cfg}`, checkpoint `{models[0][2]}`; class split ' \
+        f'`{split}`' in text
 
     # the first N only, and requests the gallery cannot serve
     again = tmp_path / 'again'
     assert run_report(data_root=str(data), out=str(again), num_workers=0, models=models,
-                      gallery=('imagenet-a', 1)) == 0
+                      sets=['imagenet-a'], gallery=('imagenet-a', 1)) == 0
     section = (again / 'report.md').read_text()
     listed = [line.split('`')[1] for line in section.split('\n') if line.startswith('- `')]
     assert listed == [flips['fixed'][0][0]['img_path'], flips['broken'][0][0]['img_path']]
