@@ -1,5 +1,6 @@
 """The robustness report: evaluate models on every shifted set found under a data root, merge runs
-done elsewhere, and write one table (Markdown, CSV), a chart (PNG and the visualizer's backends).
+done elsewhere, and write one table (Markdown, CSV), a chart (PNG and the visualizer's backends),
+the paper's tables (:mod:`.report_tables`) and the flipped-prediction gallery (:mod:`.report_gallery`).
 
 Each set is evaluated with its provided config ``configs/robustness/<set>[_standard].py`` (where the
 set lives, its dataset and metric: the configs and dataset classes are the one home of that
@@ -11,7 +12,6 @@ Checkpoints are checked once, up front, with :func:`robustvit_mm.apis.checkpoint
 ``tools/robustness_report.py`` is the command line; docs/evaluation.md describes both protocols.
 """
 import copy
-import csv
 import datetime
 import json
 import os
@@ -20,8 +20,7 @@ import sys
 import traceback
 import uuid
 from ..datasets import PAPER_NORM
-from .report_tables import (ACCURACY, CLASS_GROUPS, SET_BY_KEY, SETS, TOP5, fmt as _fmt,
-                            metric_key)
+from .report_tables import SET_BY_KEY, SETS, draw_chart, markdown_table, table_rows, write_csv
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
@@ -186,76 +185,6 @@ def load_results(path, key, protocol):
                              f'this report uses the {protocol} protocol')
         raise ValueError(f'{path}: no {prefix}* metrics (keys: {", ".join(sorted(data)) or "none"})')
     return found
-
-
-def table_rows(results, models, protocol, top5=False):
-    """``[(set title, metric label, [value or None per model])]`` for every set with a value."""
-    rows = []
-    for eval_set in SETS:
-        metrics = eval_set.metrics
-        if eval_set.metrics is ACCURACY:
-            metrics = metrics + (TOP5 if top5 else ()) + CLASS_GROUPS
-        for metric, label in metrics:
-            key = metric_key(eval_set.key, protocol, metric)
-            values = [results.get(m, {}).get(eval_set.key, {}).get(key) for m in models]
-            if any(v is not None for v in values):
-                rows.append((eval_set.title, label, values))
-    return rows
-
-
-def _deltas(values):
-    base = values[0]
-    return [None if base is None or v is None else v - base for v in values[1:]]
-
-
-def markdown_table(rows, models):
-    head = ['Set', 'Metric (%)', *models, *[f'Δ {m} − {models[0]}' for m in models[1:]]]
-    lines = ['| ' + ' | '.join(head) + ' |',
-             '|' + '|'.join(['---', '---'] + ['---:'] * (len(head) - 2)) + '|']
-    for title, label, values in rows:
-        cells = [title, label, *[_fmt(v) for v in values],
-                 *[_fmt(d, signed=True) for d in _deltas(values)]]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
-def write_csv(path, rows, models):
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['set', 'metric', *models, *[f'delta_{m}' for m in models[1:]]])
-        for title, label, values in rows:
-            writer.writerow([title, label,
-                             *['' if v is None else f'{v:.4f}' for v in values],
-                             *['' if d is None else f'{d:+.4f}' for d in _deltas(values)]])
-
-
-def draw_chart(rows, models, protocol):
-    """Grouped bars, one group per (set, metric); an RGB uint8 array."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    labels = [f'{title}, {label}' for title, label, _ in rows]
-    x = np.arange(len(rows))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 5.0), dpi=120)
-    for i, model in enumerate(models):
-        values = [np.nan if v[i] is None else v[i] for _, _, v in rows]
-        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=model)
-        ax.bar_label(bars, labels=['' if np.isnan(v) else f'{v:.1f}' for v in values],
-                     fontsize=7, padding=1)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=8, rotation=30, ha='right')
-    ax.set_ylabel('%')
-    ax.set_title(f'Robustness ({protocol} protocol)')
-    ax.legend(fontsize=8)
-    ax.margins(y=0.12)
-    fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
 
 
 class ReportImages:

@@ -60,6 +60,77 @@ def fmt(value, signed=False):
     return f'{value:+.2f}' if signed else f'{value:.2f}'
 
 
+# ------------------------------------------------------------------- sets x models (report.csv)
+def table_rows(results, models, protocol, top5=False):
+    """``[(set title, metric label, [value or None per model])]`` for every set with a value."""
+    rows = []
+    for eval_set in SETS:
+        metrics = eval_set.metrics
+        if eval_set.metrics is ACCURACY:
+            metrics = metrics + (TOP5 if top5 else ()) + CLASS_GROUPS
+        for metric, label in metrics:
+            key = metric_key(eval_set.key, protocol, metric)
+            values = [results.get(m, {}).get(eval_set.key, {}).get(key) for m in models]
+            if any(v is not None for v in values):
+                rows.append((eval_set.title, label, values))
+    return rows
+
+
+def _deltas(values):
+    base = values[0]
+    return [None if base is None or v is None else v - base for v in values[1:]]
+
+
+def markdown_table(rows, models):
+    head = ['Set', 'Metric (%)', *models, *[f'Δ {m} − {models[0]}' for m in models[1:]]]
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '|'.join(['---', '---'] + ['---:'] * (len(head) - 2)) + '|']
+    for title, label, values in rows:
+        cells = [title, label, *[fmt(v) for v in values],
+                 *[fmt(d, signed=True) for d in _deltas(values)]]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def write_csv(path, rows, models):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['set', 'metric', *models, *[f'delta_{m}' for m in models[1:]]])
+        for title, label, values in rows:
+            writer.writerow([title, label,
+                             *['' if v is None else f'{v:.4f}' for v in values],
+                             *['' if d is None else f'{d:+.4f}' for d in _deltas(values)]])
+
+
+def draw_chart(rows, models, protocol):
+    """Grouped bars, one group per (set, metric); an RGB uint8 array."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [f'{title}, {label}' for title, label, _ in rows]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 5.0), dpi=120)
+    for i, model in enumerate(models):
+        values = [np.nan if v[i] is None else v[i] for _, _, v in rows]
+        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=model)
+        ax.bar_label(bars, labels=['' if np.isnan(v) else f'{v:.1f}' for v in values],
+                     fontsize=7, padding=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8, rotation=30, ha='right')
+    ax.set_ylabel('%')
+    ax.set_title(f'Robustness ({protocol} protocol)')
+    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
 # ---------------------------------------------------------------------------- published numbers
 def load_paper_results(path=PAPER_RESULTS):
     """``{(table, architecture, method, set, metric): value}`` from the published-numbers file;
@@ -325,6 +396,6 @@ def draw_per_class_chart(key, model, first, improved, harmed):
     return image
 
 
-__all__ = ['SETS', 'SET_BY_KEY', 'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results',
-           'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
+__all__ = ['table_rows', 'markdown_table', 'write_csv', 'draw_chart', 'SETS', 'SET_BY_KEY',
+           'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results', 'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
            'table_markdown', 'write_table_csv', 'per_class_changes', 'draw_per_class_chart']
