@@ -234,22 +234,24 @@ def test_paired_comparison_and_verdicts():
 
 @pytest.mark.slow
 def test_same_command_gives_the_same_numbers(tmp_path):
-    """Two runs of the same (quick) demo in fresh folders: data generated again, every stage trained
-    again; the metrics and the trained weights must be identical bit for bit (seeded python / numpy /
-    torch / sampler, deterministic kernels, fixed thread count)."""
+    """The quick demo twice in fresh folders: data generated again, every stage trained again. The
+    second run adds a seed, lists it first and runs two seed processes side by side; seed 0's metrics
+    and trained weights must still be identical bit for bit (seeded python / numpy / torch / sampler,
+    deterministic kernels, fixed thread count, one fresh process per seed)."""
     import torch
 
     from robustvit_mm.apis import DemoOptions, run_demo
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    runs = [run_demo(DemoOptions(out=str(tmp_path / name), seeds=[0], quick=True,
-                                 arms=['pretrained', 'robustvit']))
-            for name in ('first', 'second')]
-    assert runs[0]['arms'] == runs[1]['arms']
+    options = dict(quick=True, arms=['pretrained', 'robustvit'])
+    first = run_demo(DemoOptions(out=str(tmp_path / 'first'), seeds=[0], workers=1, **options))
+    second = run_demo(DemoOptions(out=str(tmp_path / 'second'), seeds=[1, 0], workers=2, **options))
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before  # restored
     for arm in ('pretrained', 'robustvit'):
+        assert first['arms'][arm]['per_seed'] == {
+            key: [values[1]] for key, values in second['arms'][arm]['per_seed'].items()}, arm
         weights = [torch.load(osp.join(tmp_path / name, run['checkpoints']['0'][arm]),
                               map_location='cpu', weights_only=False)['state_dict']
-                   for name, run in zip(('first', 'second'), runs)]
+                   for name, run in (('first', first), ('second', second))]
         assert weights[0].keys() == weights[1].keys()
         for key in weights[0]:
             assert torch.equal(weights[0][key], weights[1][key]), (arm, key)
