@@ -199,9 +199,10 @@ _SPLIT_NOTE = ('The class split is the dataset option `split_seed` of every data
                'point\'s work dir).')
 FAMILIES = {f.name: f for f in (
     Family('appendix-e', 'Appendix E (seeds and choice of the 500 training classes)',
-           'Each point draws another 500 training classes (split_seed = v) and uses training seed '
-           'v (randomness.seed), as the released code\'s class seed did. Read: mean and spread of '
-           'each metric over the points. ' + _SPLIT_NOTE,
+           'Each point draws other training classes (split_seed = v) and uses training seed v '
+           '(randomness.seed; the authors\' class seed chose the classes only, the training seed '
+           'makes each point repeatable). Read: mean and spread of each metric over the points '
+           '(the mean and std rows of the summary). ' + _SPLIT_NOTE,
            (0, 1, 2), _appendix_e_points, spread=True),
     Family('seeds', 'Appendix E (training seed only)',
            'randomness.seed = v; the training classes stay those of the config.',
@@ -222,12 +223,12 @@ FAMILIES = {f.name: f for f in (
            'The appendix-g-classes points followed by the appendix-g-images points.',
            (), _appendix_g_points),
     Family('lr-grid', 'Section 4 (learning rate per model)',
-           'lr = factor x the config\'s lr (the per-model value of the paper), factors v. Rule of '
-           'thumb applied (Section 4 of the paper chooses each model\'s lr by a small search; the '
-           'paper\'s wording of its rule is in Section 4): take the LARGEST lr whose top-1 on the '
+           'lr = factor x the config\'s lr (each model\'s lr from the authors\' README), factors '
+           'v. Rule applied here, this package\'s version of the rule of thumb of the paper\'s '
+           'Section 4 (check its wording there): take the LARGEST lr whose top-1 on the '
            f'held-out classes ({LR_RULE_METRIC} of test.py) is within {LR_RULE_TOLERANCE:g} point '
-           'of the best point of the grid: the relevance loss keeps improving with larger steps '
-           'until the model starts to lose accuracy. The selected point is marked in the summary.',
+           'of the best point of the grid (this package\'s reading: a larger lr moves relevance '
+           'further, until accuracy drops). The selected point is marked in the summary.',
            (0.25, 0.5, 1.0, 2.0, 4.0), _lr_points, select=select_lr),
 )}
 
