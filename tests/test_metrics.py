@@ -299,7 +299,7 @@ def test_stock_test_every_other_set(tmp_path, repo_root, checkpoints):
 
 def _reference_segmentation(dataset, model):
     """The reference's numbers computed independently: per image GAE of the predicted class,
-    threshold at the mean, pooled pixel accuracy / IoU, image-mean AP (reference.md §7)."""
+    threshold at the mean, pooled pixel accuracy / IoU, image-mean AP (docs/faithfulness.md#segmentation-test)."""
     from sklearn.metrics import average_precision_score
     from robustvit_mm.relevance import gae_relevance
     correct = labeled = 0
