@@ -21,8 +21,8 @@
 # Data location: each set config names its folder under data/; point elsewhere with
 #   --cfg-options test_dataloader.dataset.data_root=/path/to/set
 #
-# On a CPU machine with num_workers=0 also set persistent_workers=False and pin_memory=False (the
-# stock tools force both on).
+# The test loader sets persistent_workers=False and pin_memory=False, so num_workers=0 works on a CPU
+# machine through the stock tools.
 
 # mmpretrain's default runtime plus the checkpoint check: a checkpoint whose tensors do not fit the
 # model (an unconverted timm file, another architecture) is an error naming the tensors and the fix,
@@ -56,6 +56,8 @@ test_pipeline = [
 test_dataloader = dict(
     batch_size=64,
     num_workers=4,
+    persistent_workers=False,  # one pass only; lets num_workers=0 work (see the top of this file)
+    pin_memory=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
     drop_last=False,
