@@ -83,8 +83,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     options = DemoOptions(
         out=args.out, seeds=list(range(args.first_seed, args.first_seed + args.seeds)), arms=args.arms,
-        quick=args.quick, threads=args.threads, workers=args.workers, pretrain_per_class=args.pretrain_per_class,
-        pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
+        quick=args.quick, threads=args.threads, workers=args.workers,
+        pretrain_per_class=args.pretrain_per_class, pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
         reuse_pretrained=args.reuse_pretrained, verbose=args.verbose,
         command=' '.join(['python tools/demo.py', *argv]))
     return run_demo(options)
