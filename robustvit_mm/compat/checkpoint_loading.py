@@ -61,7 +61,8 @@ def history_buffer_getattr(obj, name):
         return getattr(OneCycleParamScheduler, name)
     raise pickle.UnpicklingError(
         f'refused getattr({getattr(obj, "__qualname__", type(obj).__name__)}, {name!r}): a safe '
-        f'checkpoint may only name HistoryBuffer.{"/".join(HISTORY_BUFFER_STATISTICS)}')
+        f'checkpoint may only name HistoryBuffer.{"/".join(HISTORY_BUFFER_STATISTICS)} or '
+        f'OneCycleParamScheduler.{"/".join(ONE_CYCLE_ANNEALING)}')
 
 
 def _numpy_globals():
