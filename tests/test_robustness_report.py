@@ -273,6 +273,7 @@ def test_paper_layout_with_average_change(tmp_path):
     assert '## Tables 1-2: robustness' in text and '| ViT-B | RobustViT | 25.00 | 33.00 |' in text
     # no other table has rows here
     assert 'Table 3' not in text and 'Table 4' not in text and 'Tables 10-11' not in text
+    assert 'Figure 4' not in text and not (out / 'report_figure-4.png').exists()  # no class split
 
     # published numbers, with their provenance, appear beside the measured ones with the difference
     table = {}
@@ -307,7 +308,8 @@ def test_paper_layout_with_average_change(tmp_path):
 def test_tables_3_4_and_10_11(tmp_path):
     """Table 3 (segmentation metrics per ARCH x METHOD), Table 4 (one per architecture with
     ablations: original, RobustViT and the variants; method names in any case) and Tables 10-11
-    (fine-tuning vs other classes), each a report section and a CSV."""
+    (fine-tuning vs other classes), each a report section and a CSV; Figure 4 charts the
+    Tables 10-11 changes of RobustViT over the original (PNG, TensorBoard, plotted numbers)."""
     seg = {'pixAcc': 70.0, 'mIoU': 50.0, 'mAP': 80.0}
     values = {
         'ViT-B:original': {'imagenet-a': {'top1': 10.0, 'top1_training_classes': 12.0,
@@ -318,11 +320,14 @@ def test_tables_3_4_and_10_11(tmp_path):
                             'imagenet-segmentation': {k: v + 5 for k, v in seg.items()}},
         'ViT-B:no-bg': {'imagenet-a': {'top1': 11.0}},
         'ViT-B:No-Cls': {'imagenet-a': {'top1': 13.0}},
-        'DeiT-S:original': {'imagenet-a': {'top1': 5.0}},
-        'DeiT-S:RobustViT': {'imagenet-a': {'top1': 6.0}},
+        'DeiT-S:original': {'imagenet-a': {'top1': 5.0, 'top1_training_classes': 4.0,
+                                           'top1_other_classes': 6.0}},
+        'DeiT-S:RobustViT': {'imagenet-a': {'top1': 6.0, 'top1_training_classes': 7.5,
+                                            'top1_other_classes': 5.0}},
     }
     out = tmp_path / 'report'
-    assert run_report(out=str(out), results=_merge_files(tmp_path, values)) == 0
+    assert run_report(out=str(out), results=_merge_files(tmp_path, values),
+                      vis_backends=['tensorboard']) == 0
     assert read_csv(out / 'report_table-3.csv') == [
         ['architecture', 'method', 'pixel acc.', 'pixel acc. (paper)', 'mIoU', 'mIoU (paper)',
          'mAP', 'mAP (paper)'],
@@ -338,7 +343,10 @@ def test_tables_3_4_and_10_11(tmp_path):
          'ImageNet-A, fine-tuning classes (paper)', 'ImageNet-A, other classes',
          'ImageNet-A, other classes (paper)'],
         ['ViT-B', 'original', '12.0000', '', '8.0000', ''],
-        ['ViT-B', 'RobustViT', '20.0000', '', '9.0000', '']]
+        ['ViT-B', 'RobustViT', '20.0000', '', '9.0000', ''],
+        ['DeiT-S', 'original', '4.0000', '', '6.0000', ''],
+        ['DeiT-S', 'RobustViT', '7.5000', '', '5.0000', '']]
+    assert_figure_4(out, ['ImageNet-A, fine-tuning classes', 'ImageNet-A, other classes'])
     # Tables 1-2 leave the ablations to Table 4
     assert [r[:2] for r in read_csv(out / 'report_tables-1-2.csv')[1:]] == [
         ['ViT-B', 'original'], ['ViT-B', 'RobustViT'], ['DeiT-S', 'original'],
@@ -348,6 +356,36 @@ def test_tables_3_4_and_10_11(tmp_path):
                   'Tables 10-11: fine-tuning classes vs other classes'):
         assert f'## {title}' in text
     assert '| ViT-B | no-cls | 13.00 |' in text
+
+
+def assert_figure_4(out, columns):
+    """Figure 4 of the report in ``out``: a picture (PNG and TensorBoard) whose bars
+    are, per architecture and column, RobustViT's Tables 10-11 value minus the original's."""
+    import cv2
+    from robustvit_mm.apis.report_tables import Table, draw_figure_4
+    picture = cv2.imread(str(out / 'report_figure-4.png'))
+    assert picture is not None and picture.std() > 0
+    assert tensorboard_images(out / 'vis_data')['figure_4'] == 1
+    assert '![Figure 4](report_figure-4.png)' in (out / 'report.md').read_text()
+    table = read_csv(out / 'report_tables-10-11.csv')
+    assert [table[0][2 + 2 * i] for i in range(len(columns))] == columns
+    value = {(r[0], r[1]): [float(r[2 + 2 * i]) for i in range(len(columns))] for r in table[1:]}
+    archs = list(dict.fromkeys(a for a, m in value if (a, 'RobustViT') in value
+                               and (a, 'original') in value))
+    changes = {a: [x - y for x, y in zip(value[(a, 'RobustViT')], value[(a, 'original')])]
+               for a in archs}
+    # the numbers the drawing function plotted (read back from its bars), as the report saved them
+    figure = read_csv(out / 'report_figure-4.csv')
+    assert figure[0] == ['architecture', *columns]
+    assert [r[0] for r in figure[1:]] == archs
+    for row in figure[1:]:
+        assert [float(v) for v in row[1:]] == pytest.approx(changes[row[0]], abs=1e-3)
+    # and from the function itself, on the same table rows
+    rows = [(a, m, [(v, None) for v in vs]) for (a, m), vs in value.items()]
+    _, labels, plotted = draw_figure_4(Table('tables-10-11', '', '', columns, rows), 'paper')
+    assert labels == columns and list(plotted) == archs
+    for arch in archs:
+        assert plotted[arch] == pytest.approx(changes[arch])
 
 
 def _biased_random_head(path, cls, seed):
@@ -410,7 +448,7 @@ def test_flipped_prediction_gallery(tmp_path):
     before, after = picture[-224:, 226:450], picture[-224:, 452:676]  # the two overlays
     assert np.abs(before.astype(int) - after.astype(int)).mean() > 1  # two different maps
     tags = tensorboard_images(out / 'vis_data')
-    assert tags == {'robustness_report': 1,
+    assert tags == {'robustness_report': 1, 'figure_4': 1,
                     'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_fixed': 2,
                     'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_broken': 2}
     # Table 3: the three models' segmentation metrics (as in report.csv), ARCH x METHOD rows
@@ -430,6 +468,8 @@ def test_flipped_prediction_gallery(tmp_path):
         ['ViT-T', 'original', '0.0000', '', '66.6667', ''],
         ['ViT-T', 'RobustViT', '100.0000', '', '0.0000', ''],
         ['ViT-T', 'no-bg', '0.0000', '', '33.3333', '']]
+    # Figure 4 from those numbers: RobustViT - original = +100 (bananas), -66.67 (the others)
+    assert_figure_4(out, ['ImageNet-A, fine-tuning classes', 'ImageNet-A, other classes'])
     assert f'- **ViT-T:original**: `{model_cfg}`, checkpoint `{models[0][2]}`; class split ' \
         f'`{split}`' in text
 

@@ -16,7 +16,8 @@ change against the first), ``report.png`` (also through the visualizer: ``vis_da
 ``--vis-backend``) and ``results/<model>__<set>.json`` per run (mergeable again) to ``--out``.
 Models named ``ARCH:METHOD`` (``ViT-B:original``, ``ViT-B:RobustViT``, ``ViT-B:no-cls``) also get
 the paper's Tables 1-2, 3, 4 and 10-11 (``report_<table>.csv``); ``--class-split NAME WORK_DIR``
-splits a fine-tuned model's accuracy into its training classes and the others (Tables 10-11);
+splits a fine-tuned model's accuracy into its training classes and the others (Tables 10-11, and
+Figure 4's chart of RobustViT's change over the original, ``report_figure-4.png``);
 ``--per-class [N]`` adds the N most improved and harmed classes of each model against the first,
 with a chart (Appendix J); ``--gallery SET`` draws the first ``--gallery-images`` images whose
 prediction flipped between ``ARCH:original`` and ``ARCH:RobustViT`` (Figure 15). docs/evaluation.md

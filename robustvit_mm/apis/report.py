@@ -1,6 +1,7 @@
 """The robustness report: evaluate models on every shifted set found under a data root, merge runs
 done elsewhere, and write one table (Markdown, CSV), a chart (PNG and the visualizer's backends),
-the paper's tables (:mod:`.report_tables`) and the flipped-prediction gallery (:mod:`.report_gallery`).
+the paper's tables and Figure 4 (:mod:`.report_tables`) and the flipped-prediction gallery
+(:mod:`.report_gallery`).
 
 Each set is evaluated with its provided config ``configs/robustness/<set>[_standard].py`` (where the
 set lives, its dataset and metric: the configs and dataset classes are the one home of that
@@ -327,13 +328,13 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
     their accuracy into the fine-tuning classes and the others (an ``ARCH:METHOD`` model without
     one takes its architecture's). Models named ``ARCH:METHOD`` also get the paper's Tables 1-2,
-    3, 4 and 10-11 (:mod:`robustvit_mm.apis.report_tables`). ``per_class``: also per-class
-    accuracy, and a section and chart with the ``top_classes`` most improved and most harmed
-    classes of each model against the first (paper Appendix J; merged results carry them when
-    test.py ran with ``per_class=True``). ``gallery``: ``(set, N)``, the first N images whose
-    prediction flipped each way between ``ARCH:original`` and ``ARCH:RobustViT`` (or the first two
-    models), with relevance before and after (paper Figure 15;
-    :mod:`robustvit_mm.apis.report_gallery`). Every picture also goes to the visualizer's
+    3, 4 and 10-11, and with class splits Figure 4 (:mod:`robustvit_mm.apis.report_tables`).
+    ``per_class``: also per-class accuracy, and a section and chart with the ``top_classes`` most
+    improved and most harmed classes of each model against the first (paper Appendix J; merged
+    results carry them when test.py ran with ``per_class=True``). ``gallery``: ``(set, N)``, the
+    first N images whose prediction flipped each way between ``ARCH:original`` and
+    ``ARCH:RobustViT`` (or the first two models), with relevance before and after (paper Figure
+    15; :mod:`robustvit_mm.apis.report_gallery`). Every picture also goes to the visualizer's
     backends (``vis_backends``: 'tensorboard', 'wandb').
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
@@ -415,7 +416,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     markdown = markdown_table(rows, order)
     images = ReportImages(out, vis_backends)
     try:
-        sections = _paper_sections(tables, table, order, protocol, out)
+        sections, made = _paper_sections(tables, table, order, protocol, out)
+        sections += _figure_4(tables, made, images, protocol, out, notes)
         analysis = tables.per_class_changes(table, order, protocol, top_classes)
         if analysis:
             tables.write_per_class_csv(osp.join(out, 'report_per_class.csv'), analysis)
@@ -444,16 +446,36 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
 
 
 def _paper_sections(tables, results, order, protocol, out):
-    """The paper's tables (report_<table>.csv each) as report lines."""
+    """The paper's tables (report_<table>.csv each) as report lines, and the tables."""
     made = tables.paper_tables(results, order, protocol, tables.load_paper_results())
     for table in made:
         tables.write_table_csv(osp.join(out, f'report_{table.name}.csv'), table)
     if not made:
-        return []
+        return [], made
     return ['## As in the paper', '',
             'Models named `ARCHITECTURE:METHOD`. Published numbers appear beside a value, with '
             'the difference, when `robustvit_mm/apis/data/paper_results.json` holds them (with '
-            'their table, row and column).', '', *tables.tables_markdown(made)]
+            'their table, row and column).', '', *tables.tables_markdown(made)], made
+
+
+def _figure_4(tables, made, images, protocol, out, notes):
+    """Figure 4, drawn from the Tables 10-11 numbers when class-split results exist: PNG, the
+    visualizer's backends, ``report_figure-4.csv`` (the plotted changes) and report lines."""
+    table = next((t for t in made if t.name == 'tables-10-11'), None)
+    drawn = table and tables.draw_figure_4(table, protocol)
+    if table and not drawn:
+        notes.append('- Figure 4: no architecture has both ARCH:original and ARCH:RobustViT in '
+                     'Tables 10-11; not drawn.')
+    if not drawn:
+        return []
+    image, labels, plotted = drawn
+    images.add('figure_4', image, 'report_figure-4.png')
+    tables.write_figure_4_csv(osp.join(out, 'report_figure-4.csv'), labels, plotted)
+    return ['## Figure 4: fine-tuning classes vs other classes', '',
+            'Change in top-1 accuracy (points) of RobustViT over the original model, per set on '
+            'the fine-tuning classes and on the other classes, one bar per architecture (the '
+            'Tables 10-11 numbers; `report_figure-4.csv`).', '',
+            '![Figure 4](report_figure-4.png)', '']
 
 
 __all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',

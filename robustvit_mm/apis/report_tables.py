@@ -1,6 +1,7 @@
 """The robustness report's tables laid out as the paper's: which sets and metrics exist, the
-published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11, and the per-class analysis of
-Appendix J. Pure presentation: the numbers come from :mod:`robustvit_mm.apis.report`'s evaluations.
+published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11 with Figure 4's chart of them,
+and the per-class analysis of Appendix J. Pure presentation: the numbers come from
+:mod:`robustvit_mm.apis.report`'s evaluations.
 
 Models take part in the paper's layout when named ``ARCH:METHOD`` (``ViT-B:original``,
 ``DeiT-B:no-cls``); method names are matched without regard to case.
@@ -102,33 +103,53 @@ def write_csv(path, rows, models):
                              *['' if d is None else f'{d:+.4f}' for d in _deltas(values)]])
 
 
-def draw_chart(rows, models, protocol):
-    """Grouped bars, one group per (set, metric); an RGB uint8 array."""
-    import matplotlib
-    matplotlib.use('Agg')
+def figure_rgb(fig):
+    """A drawn matplotlib figure as an RGB uint8 array (the figure is closed)."""
     import matplotlib.pyplot as plt
     import numpy as np
-
-    labels = [f'{title}, {label}' for title, label, _ in rows]
-    x = np.arange(len(rows))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 5.0), dpi=120)
-    for i, model in enumerate(models):
-        values = [np.nan if v[i] is None else v[i] for _, _, v in rows]
-        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=model)
-        ax.bar_label(bars, labels=['' if np.isnan(v) else f'{v:.1f}' for v in values],
-                     fontsize=7, padding=1)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=8, rotation=30, ha='right')
-    ax.set_ylabel('%')
-    ax.set_title(f'Robustness ({protocol} protocol)')
-    ax.legend(fontsize=8)
-    ax.margins(y=0.12)
     fig.tight_layout()
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return image
+
+
+def grouped_bars(labels, series, title, ylabel='%', signed=False):
+    """One group of bars per label, one bar per entry of ``series`` (``{name: [value or None per
+    label]}``). Returns the RGB uint8 image and ``{name: [height or None]}`` read back from the
+    drawn bars (what the chart shows)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(labels) + 2), 5.0), dpi=120)
+    plotted = {}
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width,
+                      [np.nan if v is None else v for v in values], width, label=name)
+        plotted[name] = [None if np.isnan(b.get_height()) else float(b.get_height())
+                         for b in bars]
+        ax.bar_label(bars, labels=['' if h is None else (f'{h:+.1f}' if signed else f'{h:.1f}')
+                                   for h in plotted[name]], fontsize=7, padding=1)
+    if signed:
+        ax.axhline(0, color='black', linewidth=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8, rotation=30, ha='right')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
+    return figure_rgb(fig), plotted
+
+
+def draw_chart(rows, models, protocol):
+    """Grouped bars, one group per (set, metric), one bar per model; an RGB uint8 array."""
+    return grouped_bars([f'{title}, {label}' for title, label, _ in rows],
+                        {m: [values[i] for _, _, values in rows] for i, m in enumerate(models)},
+                        f'Robustness ({protocol} protocol)')[0]
 
 
 # ---------------------------------------------------------------------------- published numbers
@@ -263,6 +284,44 @@ def tables_10_11(results, models, protocol, paper):
                  '`imagenet_s_split.json`) and on the others.', [c.title for c in columns], rows)
 
 
+def figure_4(table):
+    """Figure 4's numbers from the Tables 10-11 ``table``: ``(column titles, {architecture:
+    [RobustViT - original, or None, per column]})`` for the architectures with both rows; columns
+    that no architecture has both values of are left out."""
+    cells = {(arch, method): row for arch, method, row in table.rows}
+    changes = {arch: [None if b is None or a is None else a - b
+                      for (b, _), (a, _) in zip(cells[(arch, 'original')],
+                                                cells[(arch, 'RobustViT')])]
+               for arch in dict.fromkeys(a for a, _, _ in table.rows)
+               if (arch, 'original') in cells and (arch, 'RobustViT') in cells}
+    keep = [i for i in range(len(table.columns))
+            if any(row[i] is not None for row in changes.values())]
+    return ([table.columns[i] for i in keep],
+            {arch: [row[i] for i in keep] for arch, row in changes.items()})
+
+
+def draw_figure_4(table, protocol):
+    """Figure 4: per set, RobustViT's change over the original model on the fine-tuning classes
+    and on the other classes, one bar per architecture. ``(image, column titles, {architecture:
+    plotted changes})``, or None when no architecture has both rows."""
+    labels, changes = figure_4(table)
+    if not labels:
+        return None
+    image, plotted = grouped_bars(
+        labels, changes, f'Figure 4: RobustViT - original ({protocol} protocol)',
+        'change in top-1 accuracy (points)', signed=True)
+    return image, labels, plotted
+
+
+def write_figure_4_csv(path, labels, plotted):
+    """Rows = architectures, columns = the chart's (set, class group) columns, signed changes."""
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['architecture', *labels])
+        for arch, values in plotted.items():
+            writer.writerow([arch, *['' if v is None else f'{v:+.4f}' for v in values]])
+
+
 def paper_tables(results, models, protocol, paper=None):
     """Every table of the paper's layout that has a row: Tables 1-2, 3, 4 (per architecture),
     10-11."""
@@ -389,13 +448,11 @@ def draw_per_class_chart(key, model, first, improved, harmed):
     ax.axvline(0, color='black', linewidth=0.8)
     ax.set_xlabel('change in per-class top-1 accuracy (points)')
     ax.set_title(f'{SET_BY_KEY[key].title}: {model} against {first}', fontsize=9)
-    fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return figure_rgb(fig)
 
 
-__all__ = ['table_rows', 'markdown_table', 'write_csv', 'draw_chart', 'SETS', 'SET_BY_KEY',
-           'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results', 'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
-           'table_markdown', 'write_table_csv', 'per_class_changes', 'draw_per_class_chart']
+__all__ = ['table_rows', 'markdown_table', 'write_csv', 'draw_chart', 'grouped_bars', 'figure_rgb',
+           'SETS', 'SET_BY_KEY', 'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results',
+           'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
+           'figure_4', 'draw_figure_4', 'write_figure_4_csv', 'table_markdown',
+           'write_table_csv', 'per_class_changes', 'draw_per_class_chart']
