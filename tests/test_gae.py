@@ -8,6 +8,7 @@ several resolutions, square or not. That the recorded maps ARE the attention pro
 checked independently of the recorder (from the fused forward's q/k/v and attention output).
 """
 import inspect
+import warnings
 
 import pytest
 import torch
@@ -676,3 +677,142 @@ def test_relevance_guided_timm_classifier_refuses_unsupported_models_at_build(kw
         cfg.update(patch_size=4, depth=1)
     with pytest.raises(TypeError, match=reason):
         MODELS.build(cfg)
+
+
+# --------------------------------------------------------------------------- bad arguments
+# Each is named in a clear error before the forward where it can be known then (the number of
+# classes only after it); before, torch failed deep inside or a wrong map came back quietly.
+EXPLAIN = [gae_relevance, attention_rollout, raw_attention]
+
+
+@pytest.mark.parametrize('explain', EXPLAIN, ids=lambda f: f.__name__)
+def test_targets_out_of_range_name_the_indices_and_num_classes(tiny_model, explain):
+    model = tiny_model('vit')
+    inputs = torch.randn(3, 3, 32, 32)
+    with pytest.raises(ValueError, match=r'targets\[2\]=9 out of range.*num_classes=7'):
+        explain(model, inputs, torch.tensor([0, 1, 9]))  # was: gather's "index 9 is out of bounds"
+    with pytest.raises(ValueError, match=r'targets\[0\]=-1, targets\[1\]=7 out of range'):
+        explain(model, inputs, [-1, 7, 0])
+
+
+@pytest.mark.parametrize('explain', EXPLAIN, ids=lambda f: f.__name__)
+def test_targets_of_the_wrong_length_or_shape_name_b_and_the_length(tiny_model, explain):
+    model = tiny_model('vit')
+    inputs = torch.randn(3, 3, 32, 32)
+    # 2 targets for 3 images: gather quietly explained the first two images only
+    with pytest.raises(ValueError, match=r'B=3 images, targets has shape \(2,\) \(len 2\)'):
+        explain(model, inputs, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r'B=3 images, targets has shape \(3, 1\)'):
+        explain(model, inputs, torch.tensor([[0], [1], [2]]))
+    with pytest.raises(ValueError, match=r'B=3 images, targets has shape \(4,\)'):
+        explain(model, inputs, [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize('bad, dtype', [(torch.tensor([0., 1., 2.]), 'torch.float32'),
+                                        (torch.tensor([True, False, True]), 'torch.bool'),
+                                        ([0.0, 1.0, 2.0], 'torch.float32')])
+def test_float_or_bool_targets_are_a_type_error_naming_the_dtype(tiny_model, bad, dtype):
+    with pytest.raises(TypeError, match=f'integer tensor of class indices, got dtype {dtype}'):
+        gae_relevance(tiny_model('vit'), torch.randn(3, 3, 32, 32), bad)
+    with pytest.raises(TypeError, match='targets must be None, a .B,. integer tensor or a list'):
+        gae_relevance(tiny_model('vit'), torch.randn(3, 3, 32, 32), 'cat')
+    with pytest.raises(TypeError, match=r"class indices \(ints\), got \[0, 'a', 2\]"):
+        gae_relevance(tiny_model('vit'), torch.randn(3, 3, 32, 32), [0, 'a', 2])
+
+
+@pytest.mark.parametrize('family', ['vit', 'timm'])
+def test_list_and_tuple_targets_equal_the_tensor_targets(tiny_model, family):
+    import numpy as np
+    model = tiny_model(family)
+    inputs = torch.randn(3, 3, 32, 32)
+    expected, _ = gae_relevance(model, inputs, torch.tensor([4, 0, 6]))
+    auto, _ = gae_relevance(model, inputs)
+    assert (expected - auto).abs().max() > 1e-3  # the targets matter: the check is not vacuous
+    for targets in ([4, 0, 6], (4, 0, 6), np.array([4, 0, 6]), torch.tensor([4, 0, 6],
+                                                                            dtype=torch.int32)):
+        relevance, _ = gae_relevance(model, inputs, targets)
+        torch.testing.assert_close(relevance, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('explain', EXPLAIN, ids=lambda f: f.__name__)
+def test_non_finite_pixels_name_the_images(tiny_model, explain):
+    """One NaN pixel made its image's whole map NaN, with no error."""
+    model = tiny_model('vit')
+    inputs = torch.randn(4, 3, 32, 32)
+    inputs[2, 1, 5, 7] = float('nan')
+    with pytest.raises(ValueError, match=r'^inputs\[2\] holds NaN/inf pixels'):
+        explain(model, inputs)
+    inputs[0, 0, 0, 0] = float('-inf')
+    with pytest.raises(ValueError, match=r'^inputs\[0\], inputs\[2\] hold NaN/inf pixels'):
+        explain(model, inputs)
+
+
+@pytest.mark.parametrize('bad, what', [
+    (torch.randn(3, 32, 32), r'got a \(3, 32, 32\) torch.float32 tensor'),
+    (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), r'got a \(2, 3, 32, 32\) torch.uint8 tensor'),
+    ([[0.0]], 'got a list'),
+])
+def test_inputs_that_are_not_a_4d_float_tensor_name_the_shape_and_dtype(tiny_model, bad, what):
+    with pytest.raises(TypeError, match=r'inputs must be a \(B, C, H, W\) floating-point.*' + what):
+        gae_relevance(tiny_model('vit'), bad)
+
+
+@pytest.mark.parametrize('explain', EXPLAIN, ids=lambda f: f.__name__)
+def test_inference_mode_is_refused_saying_to_call_outside_it(tiny_model, explain):
+    model = tiny_model('vit')
+    inputs = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match='needs autograd.*outside inference_mode'):
+            explain(model, inputs)
+        made_inside = torch.randn(2, 3, 32, 32)
+    # an inference tensor used outside the mode (autograd cannot save it): works, same map
+    relevance, _ = explain(model, made_inside)
+    expected, _ = explain(model, made_inside.clone())
+    torch.testing.assert_close(relevance, expected, atol=0, rtol=0)
+    with torch.no_grad():  # no_grad, unlike inference_mode, is fine (see the no_grad test above)
+        assert torch.isfinite(explain(model, inputs)[0]).all()
+
+
+# --------------------------------------------------------------------------- stochastic forwards
+@pytest.mark.parametrize('family, kwargs, layer', [
+    ('vit', dict(drop_path_rate=0.1), 'DropPath p=0.1'),  # mmcv DropPath
+    ('vit', dict(layer_cfgs=dict(attn_drop_rate=0.1)), 'MultiheadAttention p=0.1'),  # float rate
+    ('vit', dict(drop_rate=0.2), 'Dropout p=0.2'),
+    ('timm', dict(attn_drop_rate=0.1), 'attn.attn_drop (Dropout p=0.1)'),
+    ('timm', dict(drop_path_rate=0.1), 'DropPath p=0.1'),  # timm DropPath
+    ('timm_classifier', dict(drop_rate=0.1), 'model.head_drop (Dropout p=0.1)'),
+])
+def test_training_mode_with_dropout_warns_once_per_call(tiny_model, family, kwargs, layer):
+    """Two calls gave maps ~0.9 apart with no word; now each call warns, naming the layers."""
+    model = tiny_model(family, **kwargs).train()
+    inputs = torch.randn(2, 3, 32, 32)
+    with pytest.warns(UserWarning) as record:
+        first, _ = gae_relevance(model, inputs)
+        second, _ = gae_relevance(model, inputs)
+    ours = [w for w in record if 'stochastic layers' in str(w.message)]
+    assert len(ours) == 2  # once per call
+    message = str(ours[0].message)
+    assert layer in message and 'model.eval()' in message and 'training mode' in message
+    assert ours[0].filename == __file__  # points at the caller's line
+    assert (first - second).abs().max() > 0.05  # the premise: the map is random
+    model.eval()  # the advice works: silent and deterministic
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        first, _ = gae_relevance(model, inputs)
+        second, _ = gae_relevance(model, inputs)
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('family', ['vit', 'deit3', 'timm', 'timm_classifier'])
+def test_training_mode_with_zero_drop_rates_is_silent(tiny_relevance_model, family):
+    """The RobustViT recipe trains in training mode with every drop rate 0: no warning there."""
+    model = tiny_relevance_model(family)
+    assert model.training
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # p=0 layers exist
+    inputs = torch.randn(2, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        for explain in EXPLAIN:
+            first, _ = explain(model, inputs)
+            second, _ = explain(model, inputs)
+            torch.testing.assert_close(first, second, atol=0, rtol=0)

@@ -15,6 +15,8 @@ For a model whose head pools the patch tokens (BEiT, EVA-02 as fine-tuned by the
 row read is the mean of the patch tokens' rows, w^T R with w = 1/P on the P patch tokens: the same
 push of a row vector, from w instead of e_0.
 """
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -139,11 +141,105 @@ def min_max_normalize(maps):
     return normed.view_as(maps)
 
 
+# --------------------------------------------------------------------------- argument checks
+# Bad arguments get an error naming the argument and the value, before the forward where they can be
+# known then; otherwise torch fails deep inside (gather, conv) or, worse, gives a wrong map quietly.
+DROPOUT_LAYERS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                  torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
+
+
+def _check_inputs(inputs):
+    if not torch.is_tensor(inputs) or not inputs.is_floating_point() or inputs.dim() != 4:
+        what = (f'a {tuple(inputs.shape)} {inputs.dtype} tensor' if torch.is_tensor(inputs)
+                else f'a {type(inputs).__name__}')
+        raise TypeError(f'inputs must be a (B, C, H, W) floating-point tensor of normalised '
+                        f'images, got {what}')
+    if inputs.shape[0] == 0:
+        raise ValueError(f'inputs holds no image (shape {tuple(inputs.shape)})')
+    bad = (~torch.isfinite(inputs)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:  # one NaN pixel makes every attention map of its image, and so its relevance, NaN
+        named = ', '.join(f'inputs[{i}]' for i in bad[:5]) + (
+            f' and {len(bad) - 5} more' if len(bad) > 5 else '')
+        raise ValueError(f'{named} {"holds" if len(bad) == 1 else "hold"} NaN/inf pixels: '
+                         f'relevance of such an image would be all NaN')
+    if inputs.is_inference():  # made under inference_mode: autograd cannot save it; a copy can
+        inputs = inputs.clone()
+    return inputs
+
+
+def _check_targets(targets, batch):
+    """None, or a ``(batch,)`` integer tensor (a list/tuple/array of ints is converted)."""
+    if targets is None:
+        return None
+    if not torch.is_tensor(targets):
+        if not isinstance(targets, (list, tuple)) and type(targets).__name__ != 'ndarray':
+            raise TypeError(f'targets must be None, a (B,) integer tensor or a list of ints, got '
+                            f'{type(targets).__name__}')
+        try:
+            targets = torch.as_tensor(targets)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f'targets must be class indices (ints), got {targets!r}') from error
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f'targets must be an integer tensor of class indices, got dtype '
+                        f'{targets.dtype}')
+    if targets.dim() != 1 or targets.shape[0] != batch:
+        raise ValueError(f'targets must hold one class index per image: inputs has B={batch} '
+                         f'images, targets has shape {tuple(targets.shape)} (len '
+                         f'{targets.numel()})')
+    return targets
+
+
+def _check_target_range(targets, logits):
+    """Known only after the forward: the number of classes is the logits' width."""
+    num_classes = logits.shape[1]
+    bad = ((targets < 0) | (targets >= num_classes)).nonzero().flatten().tolist()
+    if bad:
+        named = ', '.join(f'targets[{i}]={int(targets[i])}' for i in bad[:5]) + (
+            f' and {len(bad) - 5} more' if len(bad) > 5 else '')
+        raise ValueError(f'{named} out of range: the model has num_classes={num_classes} '
+                         f'(class indices 0..{num_classes - 1})')
+
+
+def _warn_if_stochastic(model):
+    """A training-mode forward with dropout / drop path draws new masks each call: so does the map.
+
+    The RobustViT recipe trains in training mode with drop rates 0: no warning there.
+    """
+    layers = []
+    for name, module in unwrap_model(model).named_modules():
+        if not module.training:
+            continue
+        if isinstance(module, DROPOUT_LAYERS):
+            rate = module.p
+        else:  # DropPath (timm, mmcv); mmpretrain MultiheadAttention keeps its rate as a float
+            rate = next((v for v in (getattr(module, 'drop_prob', None),
+                                     getattr(module, 'attn_drop', None))
+                         if isinstance(v, float)), 0.)
+        if rate > 0:
+            layers.append(f'{name or type(module).__name__} ({type(module).__name__} p={rate:g})')
+    if layers:
+        shown = ', '.join(layers[:3]) + (f' and {len(layers) - 3} more' if len(layers) > 3 else '')
+        warnings.warn(f'{type(unwrap_model(model)).__name__} is in training mode with stochastic '
+                      f'layers ({shown}): each call draws new dropout / drop-path masks, so the '
+                      f'relevance map (and the logits) differ from call to call. Call model.eval() '
+                      f'first for a deterministic map.', UserWarning, stacklevel=4)
+
+
 def _explain(model, inputs, targets, combine, normalize, upsample):
     """One forward with attention recorded, then ``combine(recorder, logits, targets)`` -> grid map."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError('relevance needs autograd (the gradient of the target logit w.r.t. '
+                           'the attention maps), which torch.inference_mode() disables: call it '
+                           'outside inference_mode (torch.no_grad() is fine: the results come '
+                           'back detached)')
+    inputs = _check_inputs(inputs)
+    targets = _check_targets(targets, inputs.shape[0])
+    _warn_if_stochastic(model)
     keep_graph = torch.is_grad_enabled()  # a no_grad caller gets detached results, no graph kept
     with torch.enable_grad(), AttentionRecorder(model) as recorder:
         logits = classifier_logits(model, inputs)
+        if targets is not None:
+            _check_target_range(targets, logits)
         with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 maps
             relevance = combine(recorder, logits, targets, keep_graph)
             if upsample:
@@ -164,7 +260,8 @@ def gae_relevance(model, inputs, targets=None, *, normalize=True, upsample=True,
         model: an mmpretrain ``ImageClassifier`` with a ViT-family backbone, a ``TimmClassifier``
             wrapping a timm ViT, or a timm ``VisionTransformer`` (wrappers are unwrapped).
         inputs: ``(B, 3, H, W)`` normalised images.
-        targets: ``(B,)`` class indices to explain, or None for each sample's top-1.
+        targets: ``(B,)`` class indices to explain (an integer tensor, or a list of ints), or
+            None for each sample's top-1.
         normalize: per-image min-max to [0, 1]; False gives the raw relevance.
         upsample: bilinear to ``(H, W)``; False gives the patch grid ``(B, 1, h, w)``.
         create_graph: make the gradient factor differentiable (second order); the paper keeps it
