@@ -123,27 +123,65 @@ def test_gloo_initialises_without_touching_cuda(monkeypatch):
             torch_dist.destroy_process_group()
 
 
-def test_process_group_is_destroyed_at_exit(tmp_path):
-    """A gloo group left alive at exit can abort the process during teardown (SIGABRT, seen in CI
-    with dist_train.sh): the wrapper destroys it at exit. The probe is registered before the group
-    exists, so atexit (last in, first out) runs it after our handler."""
+PROBE = """
+import atexit, ctypes, os, sys, time
+import torch
+import torch.distributed as torch_dist
+import robustvit_mm  # noqa: F401
+from mmengine.dist import init_dist
+from robustvit_mm.compat import dist_cpu
+
+# A C++ static destructor that aborts, as one does when it meets a live gloo thread. Registered
+# before the group exists, like every library static: exit() would run it after our handler.
+libc = ctypes.CDLL(None)
+libc.__cxa_atexit.argtypes = [ctypes.c_void_p] * 3
+libc.__cxa_atexit(ctypes.cast(libc.abort, ctypes.c_void_p), None, None)
+
+
+def threads():
+    return sorted(open(f'/proc/self/task/{t}/comm').read().strip()
+                  for t in os.listdir('/proc/self/task'))
+
+
+# Registered before the group exists: atexit (last in, first out) runs it after our handler.
+atexit.register(lambda: print('at exit:', torch_dist.is_initialized(), threads(), flush=True))
+dist_cpu.has_accelerator = lambda: False
+os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                  MASTER_PORT=sys.argv[2])
+init_dist('pytorch', backend='gloo')
+torch_dist.all_reduce(torch.ones(1))
+for _ in range(100):  # the group's threads name themselves once they run
+    if 'pt_gloo_runloop' in threads() and 'gloo_tcp_loop' in threads():
+        break
+    time.sleep(0.1)
+cycle = [torch_dist.distributed_c10d._get_default_group()]
+cycle.append(cycle)  # the group held in a reference cycle, as the Runner holds it through DDP
+del cycle
+print('initialised:', torch_dist.is_initialized(), threads(), flush=True)
+if sys.argv[1] == 'exit':
+    sys.exit(3)
+if sys.argv[1] == 'raise':
+    raise ValueError('rank crashed')
+"""
+
+
+@pytest.mark.parametrize('ending,status', [('return', 0), ('exit', 3), ('raise', 1)])
+def test_exit_skips_static_destructors_and_keeps_the_status(tmp_path, ending, status):
+    """A gloo group left alive at exit can abort the process in C++ static teardown (SIGABRT, seen
+    in CI with dist_train.sh). The teardown at exit destroys the group, frees it (its gloo threads
+    joined) and leaves before any static destructor runs, with the process's own exit status: the
+    aborting 'destructor' the probe registers never runs, and a crashed rank still fails."""
     script = tmp_path / 'probe.py'
-    script.write_text(textwrap.dedent(f"""
-        import atexit, os
-        import torch.distributed as torch_dist
-        import robustvit_mm  # noqa: F401
-        from mmengine.dist import init_dist
-        from robustvit_mm.compat import dist_cpu
-        dist_cpu.has_accelerator = lambda: False
-        atexit.register(lambda: print('alive at exit:', torch_dist.is_initialized()))
-        os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                          MASTER_PORT='{free_port()}')
-        init_dist('pytorch', backend='gloo')
-        print('initialised:', torch_dist.is_initialized())
-    """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'initialised: True' in out.stdout and 'alive at exit: False' in out.stdout, out.stdout
+    script.write_text(PROBE)
+    out = subprocess.run([sys.executable, str(script), ending, str(free_port())],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == status, (out.returncode, out.stdout, out.stderr[-3000:])
+    assert 'initialised: True' in out.stdout and 'pt_gloo_runloop' in out.stdout, out.stdout
+    at_exit = [line for line in out.stdout.splitlines() if line.startswith('at exit:')]
+    assert len(at_exit) == 1 and at_exit[0].startswith('at exit: False'), out.stdout
+    assert 'gloo' not in at_exit[0], at_exit  # the group's native threads were joined in time
+    if ending == 'raise':
+        assert 'ValueError: rank crashed' in out.stderr
 
 
 def test_wrapper_is_installed_once():

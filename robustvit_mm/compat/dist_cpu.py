@@ -20,15 +20,38 @@ Without a GPU choose gloo, and let DDP wrap the CPU module without device ids (m
 
 'nccl' on a machine without a GPU fails at once with a message naming that switch.
 
-The stock tools never call ``destroy_process_group``; a gloo process that exits with its group alive
-can abort during interpreter teardown ("terminate called without an active exception", SIGABRT,
-seen in CI). The wrapper therefore destroys the group at exit, while the interpreter is still whole,
-after a barrier, so that no rank shuts its connections while another is still finishing (rank 0
-saving the last checkpoint). After an uncaught exception the barrier is skipped: the other ranks may
-be inside a collective that it would wrongly pair with.
+The stock tools never call ``destroy_process_group``; a gloo rank that exits with its group alive
+can abort after a finished run, during process teardown ("terminate called without an active
+exception", SIGABRT: seen in CI and under heavy load). Cause: ``destroy_process_group`` only
+unregisters the group; the C++ ``ProcessGroupGloo`` and its native threads (``gloo_tcp_loop``, two
+``pt_gloo_runloop``) live on while anything holds the group, and mmengine's Runner holds it through
+the DDP wrapper inside a reference cycle. So the threads were still running when the interpreter
+finalised and C++ static destructors ran (checked: the three threads are alive at the end of the
+atexit phase without a ``gc.collect()``, gone with it). C++ calls ``std::terminate`` when a static
+destructor destroys a still-joinable ``std::thread``, or fails otherwise when a running thread
+uses a static that was just destroyed; whether that happens depends on thread timing, hence rare
+and load dependent.
+
+The teardown at exit (an ``atexit`` handler) therefore, while the interpreter is still whole:
+
+1. barrier, clean exits only, so that no rank shuts its connections while another is still
+   finishing (rank 0 saving the last checkpoint); after an uncaught exception it is skipped, as the
+   other ranks may be inside a collective that it would wrongly pair with;
+2. ``destroy_process_group()`` then ``gc.collect()``: the cycle holding the group is freed, so
+   ``~ProcessGroupGloo`` joins its threads now;
+3. when our CPU path initialised the group (not on accelerator machines; runs without a group never
+   get here): flushes C stdio and registers C ``_exit`` with glibc's ``on_exit``. exit() runs its
+   handlers last in, first out, and this one is registered after every library static of torch and
+   gloo, so after the Python exit (the other atexit handlers, logging, flushing) the process
+   leaves with ``_exit`` at once and no C++ static destructor runs, whatever still holds the
+   group. ``on_exit`` hands the handler the real exit status: a crashed rank (uncaught exception:
+   1, ``sys.exit(n)``: n) keeps it. Without glibc's ``on_exit`` (another C library) steps 1-2
+   remain.
 """
 import atexit
+import ctypes
 import functools
+import gc
 import sys
 
 import torch
@@ -52,6 +75,7 @@ def _needs_cuda(backend):
 
 
 _uncaught = []   # set by the excepthook below: this process is dying of an exception
+_cpu_group = []  # set when init_dist_pytorch's CPU branch initialised the group in this process
 
 
 def _note_uncaught_exception(previous):
@@ -62,8 +86,22 @@ def _note_uncaught_exception(previous):
     return excepthook
 
 
+def skip_static_destructors():
+    """Make C ``exit()`` end in ``_exit(status)`` before any C++ static destructor registered so
+    far runs (see the module docstring); the status is kept. False where glibc's ``on_exit`` is
+    missing."""
+    libc = ctypes.CDLL(None)  # the symbols already loaded, the C library's among them
+    if not hasattr(libc, 'on_exit'):
+        return False
+    # on_exit calls fn(status, arg): _exit(int status) takes the status, ignores the extra argument.
+    libc.on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    libc.fflush(None)  # _exit does not flush what C/C++ code buffered so far
+    return libc.on_exit(ctypes.cast(libc._exit, ctypes.c_void_p), None) == 0
+
+
 def destroy_at_exit():
-    """Registered with ``atexit``: barrier (clean exits only), then destroy the default group."""
+    """Registered with ``atexit``: barrier (clean exits only), destroy the default group, free it
+    (its threads joined), then skip C++ static destructors where our CPU path made the group."""
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
     try:
@@ -72,6 +110,9 @@ def destroy_at_exit():
     except Exception:  # a peer already died: tearing down is all that is left to do
         pass
     torch_dist.destroy_process_group()
+    gc.collect()  # the Runner's reference cycle holds the group: free it while Python is whole
+    if _cpu_group:
+        skip_static_destructors()
 
 
 def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
@@ -88,6 +129,7 @@ def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
             '(torch.cuda.is_available() is False). To train with CPU processes use gloo: '
             f'{CPU_SWITCH}')
     torch_dist.init_process_group(backend=backend, **kwargs)
+    _cpu_group.append(backend)
 
 
 def enable_cpu_distributed():
@@ -101,4 +143,4 @@ def enable_cpu_distributed():
 
 
 __all__ = ['destroy_at_exit', 'enable_cpu_distributed', 'has_accelerator', 'init_dist_pytorch',
-           'CPU_SWITCH']
+           'skip_static_destructors', 'CPU_SWITCH']
