@@ -35,13 +35,13 @@ from mmpretrain.apis.base import BaseInferencer
 from mmpretrain.registry import TRANSFORMS
 
 from ..datasets.formats import is_image_file
-from ..relevance import get_explainer
+from ..relevance import EXPLAINERS, get_explainer
 from ..relevance.capture import find_vit
 from ..visualization import heatmap, hstack_panels, inputs_to_rgb
 from ..visualization.overlay import overlay
 from .checkpoint import checkpoint_classes, init_checked_model, load_checked_checkpoint
 
-METHODS = ('gae', 'rollout', 'raw')
+METHODS = tuple(EXPLAINERS)  # 'gae', 'rollout', 'raw': the relevance engine's names
 LOADERS = ('LoadImageFromFile', 'LoadCheckedImage')
 # Steps of the mask-supervised pipelines that need a mask file: not available for a bare image.
 MASK_ONLY_TRANSFORMS = ('LoadForegroundMask', )
