@@ -77,17 +77,22 @@ def reference_rollout(model, inputs, patch, prefix, last_only=False):
     return ((flat - low) / (high - low)).view_as(relevance)
 
 
-def true_attention(model, inputs):
-    """softmax(q k^T d^-0.5) recomputed from the qkv projection's output (fused forward, no recorder)."""
-    outputs = []
-    modules = attention_modules(model)
-    handles = [m.qkv.register_forward_hook(lambda mod, a, out: outputs.append(out)) for m in modules]
+def forward_with_hooks(model, inputs, handles):
+    """The model's ordinary forward (no recorder, no grad) with temporary hooks, removed after."""
     try:
         with torch.no_grad():
             plain_logits(model, inputs)
     finally:
         for handle in handles:
             handle.remove()
+
+
+def true_attention(model, inputs):
+    """softmax(q k^T d^-0.5) recomputed from the qkv projection's output (fused forward, no recorder)."""
+    outputs = []
+    modules = attention_modules(model)
+    handles = [m.qkv.register_forward_hook(lambda mod, a, out: outputs.append(out)) for m in modules]
+    forward_with_hooks(model, inputs, handles)
     probs = []
     for module, qkv in zip(modules, outputs):
         heads = module.num_heads
@@ -519,12 +524,7 @@ def value_and_output(model, inputs):
     for module in attention_modules(model):
         handles.append(module.register_forward_pre_hook(lambda m, a: inputs_seen.append(a[0])))
         handles.append(module.proj.register_forward_pre_hook(lambda m, a: mixed.append(a[0])))
-    try:
-        with torch.no_grad():
-            plain_logits(model, inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, inputs, handles)
     pairs = []
     for module, x, out in zip(attention_modules(model), inputs_seen, mixed):
         dim, heads = x.shape[-1], module.num_heads
