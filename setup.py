@@ -11,7 +11,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['robustvit_mm', 'robustvit_mm.*']),
     package_data={'robustvit_mm': ['datasets/data/*.json', 'models/data/*.json',
-                                  'apis/data/*.json']},
+                                  'experiments/data/*.json']},
     # Lower bounds only; requirements.txt pins the set that is known to work.
     install_requires=[
         'torch>=2.1', 'torchvision', 'timm>=1.0', 'mmengine>=0.10', 'mmcv-lite>=2.0',

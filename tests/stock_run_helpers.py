@@ -161,3 +161,42 @@ def scalars(work_dir):
 
 def val_records(work_dir):
     return [r for r in scalars(work_dir) if 'relevance/loss' in r]
+
+
+def tensorboard_images(log_dir):
+    """Image records in the TensorBoard event files under ``log_dir``: {tag: count}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(log_dir), size_guidance={'images': 0})
+    events.Reload()
+    return {tag: len(events.Images(tag)) for tag in events.Tags()['images']}
+
+
+# A tiny 1000-class ViT for the shifted-set tests through the stock test.py (patch 32 at 224 px).
+TINY_MODEL = dict(
+    type='ImageClassifier',
+    backbone=dict(type='VisionTransformer',
+                  arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+                  img_size=224, patch_size=32, drop_rate=0.0),
+    neck=None,
+    head=dict(type='VisionTransformerClsHead', num_classes=1000, in_channels=32))
+
+
+def save_tiny_checkpoint(path, bias=None, seed=0):
+    """The tiny ViT's state dict; ``bias`` = {class: logit} with a zero head weight, or None for a
+    random head (non-trivial relevance)."""
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(seed)
+    model = MODELS.build(TINY_MODEL)
+    model.init_weights()
+    head = model.head.layers.head
+    with torch.no_grad():
+        if bias is None:
+            head.weight.normal_(0, 0.5)
+            head.bias.normal_(0, 0.1)
+        else:
+            head.weight.zero_()
+            head.bias.zero_()
+            for cls, value in bias.items():
+                head.bias[cls] = value
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path

@@ -8,7 +8,7 @@
 Variants: ours (one forward, one autograd.grad), reference (per-block autograd.grad, two forwards),
 plain (ordinary CE step), gae (gae_relevance alone) and fwd_bwd (forward + backward). Ours and the
 reference are checked to compute the same losses and gradients before timing. The logic lives in
-robustvit_mm.apis.benchmark; docs/performance.md explains the numbers.
+robustvit_mm.experiments.benchmark; docs/performance.md explains the numbers.
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ from robustvit_mm.compat import silence_known_upstream_warnings
 
 silence_known_upstream_warnings()  # quiet entry point: only the known-harmless upstream ones
 
-from robustvit_mm.apis.benchmark import VARIANTS, format_table, log, run_benchmark  # noqa: E402
+from robustvit_mm.experiments.benchmark import VARIANTS, format_table, log, run_benchmark  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {

@@ -11,7 +11,7 @@ the in-distribution test, the shifted test (the background always belongs to ano
 relevance-vs-mask test. Seeds 0-99 are for tuning the recipe, 100 and up are reported.
 
 Writes under --out: results.json, report.md, chart.png, figure.png, data/seed<N>/ and seed<N>/<arm>/
-(the work dirs). The logic lives in robustvit_mm.apis.demo; see docs/demo.md.
+(the work dirs). The logic lives in robustvit_mm.experiments.demo; see docs/demo.md.
 """
 import os
 
@@ -30,7 +30,7 @@ try:  # quiet entry point: drop the known-harmless upstream warnings (robustvit_
 except ImportError:  # an older checkout without the compat package
     pass
 
-from robustvit_mm.apis.demo import (ARMS, DEFAULT_ARMS, DEFAULT_THREADS,  # noqa: E402
+from robustvit_mm.experiments.demo import (ARMS, DEFAULT_ARMS, DEFAULT_THREADS,  # noqa: E402
                                     DEFAULT_WORKERS, REPORTED_SEEDS, DemoOptions, run_demo)
 
 

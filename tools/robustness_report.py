@@ -4,7 +4,7 @@
         --model pretrained configs/robustvit/vit-base-p16_robustvit_imagenet-s.py checkpoints/vit-base-p16_in1k.pth \
         --model robustvit  configs/robustvit/vit-base-p16_robustvit_imagenet-s.py work_dirs/.../best.pth
 
-The command line of ``robustvit_mm.apis.report.run_report``. Each ``--model NAME CONFIG CHECKPOINT``
+The command line of ``robustvit_mm.experiments.report.run_report``. Each ``--model NAME CONFIG CHECKPOINT``
 is any mmpretrain model config (its ``model`` and normalisation are used) and a checkpoint that must
 fit it (checked once, up front). Each set present under ``--data-root`` (the folders the configs in
 ``configs/robustness/`` name under ``data/``; docs/evaluation.md) is evaluated with that config through
@@ -32,7 +32,7 @@ import sys
 
 
 def parse_args(argv=None):
-    from robustvit_mm.apis.report import CONFIG_DIR, PROTOCOLS, SET_BY_KEY
+    from robustvit_mm.experiments.report import CONFIG_DIR, PROTOCOLS, SET_BY_KEY
     parser = argparse.ArgumentParser(
         description='Evaluate models on the shifted ImageNet sets and the relevance-segmentation '
         'test; write report.md / report.csv / report.png.',
@@ -74,7 +74,7 @@ def main(argv=None):
     silence_known_upstream_warnings()
     args = parse_args(argv)
     import robustvit_mm  # noqa: F401  (registers the plugin)
-    from robustvit_mm.apis.report import run_report
+    from robustvit_mm.experiments.report import run_report
     try:
         return run_report(
             models=args.model, results=args.results, data_root=args.data_root,

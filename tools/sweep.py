@@ -73,7 +73,7 @@ def main(argv=None):
     args = parse_args(argv)
     from robustvit_mm.compat import silence_known_upstream_warnings
     silence_known_upstream_warnings()
-    from robustvit_mm.apis.sweep import Sweep, describe_families
+    from robustvit_mm.experiments.sweep import Sweep, describe_families
     if args.list:
         print(describe_families())
         return 0
@@ -96,7 +96,7 @@ def main(argv=None):
     with open(f'{sweep.work_dir}/sweep_summary.md') as f:
         print(f.read())
     if args.report:
-        from robustvit_mm.apis.report import run_report
+        from robustvit_mm.experiments.report import run_report
         try:
             return run_report(models=sweep.report_models(), data_root=args.report,
                               out=f'{sweep.work_dir}/report')

@@ -9,7 +9,7 @@ mmpretrain's ``ImageClassificationInferencer``.
     ('banana', 0.93, (224, 224))
 
 The model comes from a config file, a ``Config`` or an mmpretrain model name (``get_model``), and its
-weights through :func:`robustvit_mm.apis.checkpoint.load_checked_checkpoint` (a checkpoint that does
+weights through :func:`robustvit_mm.engine.checkpoint_check.load_checked_checkpoint` (a checkpoint that does
 not fit is an error naming the fix, never a random model's maps). Inputs: image paths, folders
 (their image files, recursively, sorted), BGR uint8 arrays (mmcv/cv2 order, as mmpretrain's
 inferencer takes them), or a list of those. Each image goes through the config's test pipeline (mask
@@ -39,7 +39,7 @@ from ..relevance import EXPLAINERS, get_explainer
 from ..relevance.capture import find_vit
 from ..visualization import heatmap, hstack_panels, inputs_to_rgb
 from ..visualization.overlay import overlay
-from .checkpoint import checkpoint_classes, init_checked_model, load_checked_checkpoint
+from ..engine.checkpoint_check import checkpoint_classes, init_checked_model, load_checked_checkpoint
 
 METHODS = tuple(EXPLAINERS)  # 'gae', 'rollout', 'raw': the relevance engine's names
 LOADERS = ('LoadImageFromFile', 'LoadCheckedImage')

@@ -6,7 +6,7 @@ Four mmengine 0.10.7 behaviours this hook turns into clear outcomes:
    with ``strict=False``: every tensor that does not fit is only a WARNING in the log and the run
    trains or tests the randomly initialised model. Here it is an error listing the tensors that
    differ in shape, the model tensors missing from the file and the file's tensors the model lacks,
-   with the likely fix (``robustvit_mm.apis.checkpoint.check_state_dict``, the one check shared
+   with the likely fix (``robustvit_mm.engine.checkpoint_check.check_state_dict``, the one check shared
    with the report and the relevance inferencer).
 2. ``<work_dir>/last_checkpoint`` stores an ABSOLUTE path. A work dir copied elsewhere would
    ``--resume`` from the ORIGINAL directory's file (whatever it holds by now), or fail once that is
@@ -33,6 +33,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from ..relevance.capture import unwrap_model
+from .checkpoint_check import check_state_dict, state_dict_of
 
 LAST_CHECKPOINT = 'last_checkpoint'
 
@@ -139,9 +140,6 @@ class CheckpointGuardHook(Hook):
                       f'{runner.work_dir}: ' + '; '.join(changed), logger='current', level=30)
 
     def _check_state_dict(self, runner, checkpoint):
-        # One check for every path that loads weights (robustvit_mm.apis.checkpoint); imported
-        # here because apis/ imports the engine.
-        from ..apis.checkpoint import check_state_dict, state_dict_of
         name = self._name(runner)
         check_state_dict(unwrap_model(runner.model), state_dict_of(checkpoint, f'checkpoint {name}'),
                          name, allow_missing=self.allow_missing,

@@ -6,8 +6,8 @@ import sys
 import textwrap
 
 import pytest
+from stock_run_helpers import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KNOWN = ('MultiScaleDeformableAttention', 'pkg_resources is deprecated',
          '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
 

@@ -16,8 +16,8 @@ import robustvit_mm  # noqa: F401
 from robustvit_mm.apis import RelevanceInferencer, init_checked_model
 from robustvit_mm.apis.inferencer import collect_images, strip_mask_steps
 from robustvit_mm.relevance import attention_rollout, gae_relevance
+from stock_run_helpers import REPO, tensorboard_images
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'visualize_relevance.py')
 SIZE = 32
 BAND = 14  # title band above the panels for a 32-px image
@@ -199,14 +199,6 @@ def _run(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, TOOL, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
-
-
-def tensorboard_images(log_dir):
-    """Image records in the TensorBoard event files under ``log_dir``: {tag: count}."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(log_dir), size_guidance={'images': 0})
-    events.Reload()
-    return {tag: len(events.Images(tag)) for tag in events.Tags()['images']}
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.timm_weights import convert_timm_checkpoint
-from stock_run_helpers import AUGMENTED_PIPELINES, make_tree, run, scalars
+from stock_run_helpers import AUGMENTED_PIPELINES, REPO, make_tree, run, scalars
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'robustvit')
 PAPER_VIT_B = osp.join(CONFIGS, 'vit-base-p16_robustvit_imagenet-s.py')
 

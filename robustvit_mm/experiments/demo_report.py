@@ -226,7 +226,7 @@ def _text(img, text, org, scale=0.4, colour=(255, 255, 255)):
 def figure_image(panels, backgrounds, before_arm, after_arm):
     """The figure as an RGB uint8 array. Rows: shifted test image | mask | relevance before |
     relevance after. ``panels[arm]``: images (RGB), masks, relevance, labels, pred (see
-    ``robustvit_mm.apis.demo.figure_relevance``)."""
+    ``robustvit_mm.experiments.demo.figure_relevance``)."""
     import cv2
     from ..visualization.overlay import hstack_panels, overlay, vstack_rows
     before, after = panels[before_arm], panels[after_arm]

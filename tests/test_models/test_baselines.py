@@ -32,9 +32,8 @@ from torch import nn
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.baselines import GradMaskLoss, RRRLoss
 from robustvit_mm.models.losses import reverse_mask
-from stock_run_helpers import AUGMENTED_PIPELINES, save_pretrained, scalars
+from stock_run_helpers import AUGMENTED_PIPELINES, REPO, save_pretrained, scalars
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINES = osp.join(REPO, 'configs', 'baselines')
 EMBED, SIZE, PATCH, CLASSES = 32, 32, 8, 5
 PENALTIES = ('GradMaskLoss', 'RRRLoss')

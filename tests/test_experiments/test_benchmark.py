@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import robustvit_mm  # noqa: F401  (registers)
-from robustvit_mm.apis import benchmark as bench
+from robustvit_mm.experiments import benchmark as bench
 from robustvit_mm.relevance import gae as gae_module
 
 SIZE, PATCH, EMBED, CLASSES = 32, 4, 48, 10
@@ -295,7 +295,7 @@ def test_quick_run_reports_every_ratio(repo_root):
 
 
 def test_machine_info_describes_this_machine():
-    from robustvit_mm.apis import describe_machine, machine_info
+    from robustvit_mm.experiments import describe_machine, machine_info
     info = machine_info()
     assert info['torch'] == torch.__version__ and info['torch_threads'] == torch.get_num_threads()
     assert info['cores'] >= 1 and info['cpu']

@@ -12,6 +12,7 @@ from mmpretrain.registry import TRANSFORMS
 
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.datasets.transforms import WithMask
+from stock_run_helpers import REPO
 
 
 def _blob_mask(rng, h, w):
@@ -307,7 +308,7 @@ def test_exif_rotated_jpeg_and_its_mask_follow_one_orientation_rule(tmp_path, hw
     mask = TRANSFORMS.build(dict(type='LoadForegroundMask'))
 
     # The paper's config reads the stored pixels: image and mask as drawn.
-    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+    cfg = Config.fromfile(osp.join(REPO, 'configs',
                                    '_base_', 'datasets', 'imagenet_s_masks.py'))
     stored = mask(TRANSFORMS.build(cfg.val_pipeline[0])(dict(item)))
     assert stored['img'].shape[:2] == hw and stored['img_orientation'] == 1

@@ -7,7 +7,7 @@ Each set is evaluated with its provided config ``configs/robustness/<set>[_stand
 set lives, its dataset and metric: the configs and dataset classes are the one home of that
 knowledge) through mmengine's ``Runner.from_cfg(cfg).test()``, the path of the stock ``test.py``;
 the model (and, under the standard protocol, its normalisation) comes from the model's own config.
-Checkpoints are checked once, up front, with :func:`robustvit_mm.apis.checkpoint.init_checked_model`
+Checkpoints are checked once, up front, with :func:`robustvit_mm.engine.checkpoint_check.init_checked_model`
 (and again by the configs' ``CheckpointGuardHook`` when each set loads them).
 
 ``tools/robustness_report.py`` is the command line; docs/evaluation.md describes both protocols.
@@ -292,7 +292,7 @@ def check_request(models, results, data_root, sets=None, protocol='paper',
 
 def check_checkpoints(models):
     """Each model's checkpoint must fit its config's model: checked once, before any set runs."""
-    from .checkpoint import init_checked_model
+    from ..engine.checkpoint_check import init_checked_model
     for name, config, checkpoint in models:
         try:
             init_checked_model(config, checkpoint)
@@ -328,13 +328,13 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
     their accuracy into the fine-tuning classes and the others (an ``ARCH:METHOD`` model without
     one takes its architecture's). Models named ``ARCH:METHOD`` also get the paper's Tables 1-2,
-    3, 4 and 10-11, and with class splits Figure 4 (:mod:`robustvit_mm.apis.report_tables`).
+    3, 4 and 10-11, and with class splits Figure 4 (:mod:`robustvit_mm.experiments.report_tables`).
     ``per_class``: also per-class accuracy, and a section and chart with the ``top_classes`` most
     improved and most harmed classes of each model against the first (paper Appendix J; merged
     results carry them when test.py ran with ``per_class=True``). ``gallery``: ``(set, N)``, the
     first N images whose prediction flipped each way between ``ARCH:original`` and
     ``ARCH:RobustViT`` (or the first two models), with relevance before and after (paper Figure
-    15; :mod:`robustvit_mm.apis.report_gallery`). Every picture also goes to the visualizer's
+    15; :mod:`robustvit_mm.experiments.report_gallery`). Every picture also goes to the visualizer's
     backends (``vis_backends``: 'tensorboard', 'wandb').
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
@@ -454,7 +454,7 @@ def _paper_sections(tables, results, order, protocol, out):
         return [], made
     return ['## As in the paper', '',
             'Models named `ARCHITECTURE:METHOD`. Published numbers appear beside a value, with '
-            'the difference, when `robustvit_mm/apis/data/paper_results.json` holds them (with '
+            'the difference, when `robustvit_mm/experiments/data/paper_results.json` holds them (with '
             'their table, row and column).', '', *tables.tables_markdown(made)], made
 
 

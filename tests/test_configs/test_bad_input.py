@@ -23,12 +23,11 @@ from PIL import Image
 
 import robustvit_mm  # noqa: F401
 from mini_imagenet_s import make_imagenet_s_tree, write_mask_png
-from stock_run_helpers import (finish, load_state, make_tree, run, save_pretrained, start,
+from stock_run_helpers import (REPO, finish, load_state, make_tree, run, save_pretrained, start,
                                  tool_env, write_config)
 from robustvit_mm.engine.checkpoint_guard_hook import CheckpointGuardHook
 from robustvit_mm.engine.nonfinite_hook import NonFiniteLossHook
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA_CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'imagenet_s_masks.py')
 PAPER_CONFIG = osp.join(REPO, 'configs', 'robustvit', 'deit-small-p16_robustvit_imagenet-s.py')
 TINY_ARCH = dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3, feedforward_channels=96)

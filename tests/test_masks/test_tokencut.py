@@ -17,6 +17,7 @@ from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tok
                                 load_image, ncut, tokencut_mask, write_mask_png)
 from robustvit_mm.masks import tokencut as tc
 from robustvit_mm.masks.tokencut import (bipartition_with_seed, dino_last_keys, list_images,
+from stock_run_helpers import REPO
                                          load_dino_state_dict, make_panel, ncut_affinity,
                                          postprocess_refined, preprocess_image, seed_component)
 
@@ -396,7 +397,7 @@ def test_generate_with_a_model_object_mirrors_the_tree_and_resumes(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- the CLI
-TOOL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'tokencut_masks.py')
+TOOL = osp.join(REPO, 'tools', 'tokencut_masks.py')
 
 
 def _cli(*args):

@@ -1,4 +1,4 @@
-"""The robustness report (robustvit_mm.apis.report, tools/robustness_report.py): two checkpoints on
+"""The robustness report (robustvit_mm.experiments.report, tools/robustness_report.py): two checkpoints on
 the sets present, merged test.py JSON, outputs, and the requests it refuses before running."""
 import csv
 import json
@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustvit_mm.apis.report import run_report
-from test_metrics import TINY_MODEL, save_tiny_checkpoint
-from test_shifted_datasets import WNIDS, make_folder_set, make_gtsegs_mat, make_objectnet
-from test_visualize_tool import tensorboard_images
+from robustvit_mm.experiments.report import run_report
+from shifted_sets import WNIDS, make_folder_set, make_gtsegs_mat, make_objectnet
+from stock_run_helpers import TINY_MODEL, save_tiny_checkpoint, tensorboard_images
 
 
 def write_model_config(path):
@@ -250,7 +249,7 @@ def _merge_files(tmp_path, values):
 def test_paper_layout_with_average_change(tmp_path):
     """Models named ARCH:METHOD get Tables 1-2's layout: rows = architecture x method, columns =
     sets, one average-change row per method; published numbers sit beside measured ones."""
-    from robustvit_mm.apis.report_tables import (load_paper_results, table_markdown, tables_1_2,
+    from robustvit_mm.experiments.report_tables import (load_paper_results, table_markdown, tables_1_2,
                                                  write_table_csv)
     values = {'ViT-B:original': (20.0, 30.0), 'ViT-B:RobustViT': (25.0, 33.0),
               'DeiT-S:RobustViT': (12.0, None), 'DeiT-S:original': (10.0, 20.0)}
@@ -362,7 +361,7 @@ def assert_figure_4(out, columns):
     """Figure 4 of the report in ``out``: a picture (PNG and TensorBoard) whose bars
     are, per architecture and column, RobustViT's Tables 10-11 value minus the original's."""
     import cv2
-    from robustvit_mm.apis.report_tables import Table, draw_figure_4
+    from robustvit_mm.experiments.report_tables import Table, draw_figure_4
     picture = cv2.imread(str(out / 'report_figure-4.png'))
     assert picture is not None and picture.std() > 0
     assert tensorboard_images(out / 'vis_data')['figure_4'] == 1
@@ -424,7 +423,7 @@ def test_flipped_prediction_gallery(tmp_path):
                       vis_backends=['tensorboard'],
                       class_splits={'ViT-T:RobustViT': str(split)}) == 0
 
-    from robustvit_mm.apis.report_gallery import flipped
+    from robustvit_mm.experiments.report_gallery import flipped
     records = {name: json.loads((out / 'gallery' / f'{name.replace(":", "_")}__imagenet-a_'
                                  'predictions.json').read_text()) for name, _, _ in models}
     assert [len(r) for r in records.values()] == [5, 5]

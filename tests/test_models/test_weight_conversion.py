@@ -17,9 +17,9 @@ from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.timm_weights import (convert_timm_checkpoint, detect_family,
+from stock_run_helpers import REPO
                                               load_timm_state_dict)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'robustvit')
 DIMS, DEPTH, HEADS, CLASSES, PATCH = 48, 2, 3, 5, 8
 TINY = dict(patch_size=PATCH, embed_dim=DIMS, depth=DEPTH, num_heads=HEADS, num_classes=CLASSES)

@@ -1,4 +1,4 @@
-"""Sweeps (robustvit_mm.apis.sweep): the families' points on the paper's configs, the key check and
+"""Sweeps (robustvit_mm.experiments.sweep): the families' points on the paper's configs, the key check and
 a 2-point sweep end to end through the STOCK train.py / test.py on a generated ImageNet-S tree."""
 import csv
 import json
@@ -10,7 +10,7 @@ import sys
 import pytest
 from mmengine.config import Config, DictAction
 
-from robustvit_mm.apis.sweep import (FAMILIES, LR_KEY, MARKER, RESULTS, Sweep, format_cfg_value,
+from robustvit_mm.experiments.sweep import (FAMILIES, LR_KEY, MARKER, RESULTS, Sweep, format_cfg_value,
                                      select_lr)
 from stock_run_helpers import REPO, make_tree, save_pretrained, tool_env, write_config
 

@@ -1,4 +1,4 @@
-"""robustvit_mm.apis.checkpoint: the one "does this checkpoint fit this model" check, with the likely
+"""robustvit_mm.engine.checkpoint_check: the one "does this checkpoint fit this model" check, with the likely
 fix in the message, used by test.py (through CheckpointGuardHook), the report and the inferencer."""
 import re
 
@@ -8,7 +8,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401
-from robustvit_mm.apis.checkpoint import checkpoint_classes, load_checked_checkpoint
+from robustvit_mm.engine.checkpoint_check import checkpoint_classes, load_checked_checkpoint
 
 VIT = dict(type='ImageClassifier',
            backbone=dict(type='VisionTransformer', img_size=32, patch_size=8,

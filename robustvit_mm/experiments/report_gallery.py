@@ -73,7 +73,7 @@ def _draw(images, inferencers, names, results, before, after, direction, class_n
     the inferencer's panels (overlay, colour bar) and titles, texts through the visualizer."""
     from ..visualization import hstack_panels
     from ..visualization.overlay import overlay
-    from .inferencer import colour_bar
+    from ..apis.inferencer import colour_bar
     image = results[0]['image']
     height = image.shape[0]
     row = hstack_panels([image, *[overlay(image, r['relevance'], inferencers[0].alpha)
@@ -103,7 +103,7 @@ def draw_gallery(images, pair, configs, checkpoints, records, set_key, first=8):
     """Draw the first ``first`` flipped images of each direction for ``pair`` = (before, after)
     model names; ``configs`` / ``checkpoints`` / ``records`` by name. Returns the report lines."""
     from ..datasets.imagenet_classes import imagenet_class_names
-    from .inferencer import RelevanceInferencer
+    from ..apis.inferencer import RelevanceInferencer
     class_names = imagenet_class_names()
     flips = flipped(records[pair[0]], records[pair[1]])
     inferencers = [RelevanceInferencer(configs[name], checkpoints[name], classes=class_names)

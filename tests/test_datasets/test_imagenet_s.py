@@ -23,8 +23,8 @@ from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
 from robustvit_mm.datasets.imagenet_classes import imagenet_index, imagenet_wnids
 from robustvit_mm.datasets.imagenet_s import MERGED_TAGS, ImageNetSMaskDataset
 from robustvit_mm.datasets import decode_imagenet_s_mask
+from stock_run_helpers import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _load(path, img=None, **kw):

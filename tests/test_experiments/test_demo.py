@@ -1,4 +1,4 @@
-"""The demo (robustvit_mm.apis.demo; tools/demo.py is its command line) end to end, its figure's
+"""The demo (robustvit_mm.experiments.demo; tools/demo.py is its command line) end to end, its figure's
 colours, its report's statistics, and the configs of configs/synthetic/."""
 import glob
 import json
@@ -82,7 +82,7 @@ def test_robustvit_config_is_the_paper_config_with_few_overrides(repo_root):
 
 
 def test_demo_arms_point_at_existing_configs():
-    from robustvit_mm.apis import demo
+    from robustvit_mm.experiments import demo
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     models = {}
@@ -174,8 +174,8 @@ def test_figure_shows_the_background_in_its_true_colour(repo_root, tmp_path):
     from mmengine.dataset import pseudo_collate
     from mmpretrain.registry import DATASETS, MODELS
 
-    from robustvit_mm.apis.demo import CONFIG_DIR, EVAL_CONFIGS
-    from robustvit_mm.apis.demo_report import figure_image
+    from robustvit_mm.experiments.demo import CONFIG_DIR, EVAL_CONFIGS
+    from robustvit_mm.experiments.demo_report import figure_image
     from robustvit_mm.datasets.synthetic import background_style, set_data_root, write_benchmark
     from robustvit_mm.visualization import inputs_to_rgb
 
@@ -211,7 +211,7 @@ def test_figure_shows_the_background_in_its_true_colour(repo_root, tmp_path):
 
 
 def test_paired_comparison_and_verdicts():
-    from robustvit_mm.apis.demo_report import claims, paired, summarize, verdict
+    from robustvit_mm.experiments.demo_report import claims, paired, summarize, verdict
     comp = paired([60, 62, 58, 61, 59], [56, 57, 58.5, 56, 54.5])
     assert comp['diffs'] == [4, 5, -0.5, 5, 4.5] and comp['min'] == -0.5 and comp['n'] == 5
     assert abs(comp['mean'] - 3.6) < 1e-9
@@ -240,7 +240,7 @@ def test_same_command_gives_the_same_numbers(tmp_path):
     deterministic kernels, fixed thread count, one fresh process per seed)."""
     import torch
 
-    from robustvit_mm.apis import DemoOptions, run_demo
+    from robustvit_mm.experiments import DemoOptions, run_demo
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     options = dict(quick=True, arms=['pretrained', 'robustvit'])
     first = run_demo(DemoOptions(out=str(tmp_path / 'first'), seeds=[0], workers=1, **options))
@@ -271,7 +271,7 @@ GUARD_MIOU_MARGIN = 5.0
 
 @pytest.mark.slow
 def test_claim_guard_robustvit_beats_plain_ce(tmp_path):
-    from robustvit_mm.apis import DemoOptions, run_demo
+    from robustvit_mm.experiments import DemoOptions, run_demo
     result = run_demo(DemoOptions(out=str(tmp_path), seeds=[GUARD_SEED], workers=1))
     arms = result['arms']
     shifted = arms['robustvit']['shifted_top1'] - arms['baseline_ce']['shifted_top1']

@@ -11,8 +11,8 @@ from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401
 from robustvit_mm.models import paper_hparams
+from stock_run_helpers import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in p)
 

@@ -18,45 +18,16 @@ import torch
 
 from robustvit_mm.evaluation.metrics import (RelevanceSegmentationMetric, ShiftedAccuracy,
                                              relevance_segmentation_stats)
-from test_shifted_datasets import (A_CLASSES, R_CLASSES,
-                                   SKETCH_CLASSES, make_folder_set, make_gtsegs_mat,
-                                   make_imagenet_val, make_objectnet, make_si_score, make_v2)
+from shifted_sets import (A_CLASSES, R_CLASSES, SKETCH_CLASSES, make_folder_set, make_gtsegs_mat,
+                          make_imagenet_val, make_objectnet, make_si_score, make_v2)
+from stock_run_helpers import TINY_MODEL, save_tiny_checkpoint
 
 STOCK_TEST = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'test.py')
-
-TINY_MODEL = dict(
-    type='ImageClassifier',
-    backbone=dict(type='VisionTransformer',
-                  arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-                  img_size=224, patch_size=32, drop_rate=0.0),
-    neck=None,
-    head=dict(type='VisionTransformerClsHead', num_classes=1000, in_channels=32))
 
 # Constant logits. BIAS_A: tench (0, outside the 200 ImageNet-A classes) first, then stingray (6).
 BIAS_A = {0: 10., 6: 9., 1: 8., 2: 7., 3: 6., 11: 5., 409: 4., 13: -5.}
 # BIAS_O: digital clock (530, the SECOND mapped class of ObjectNet's "Alarm clock") first.
 BIAS_O = {530: 10., 954: 9., 0: 8., 409: -1., 6: -1., 11: -1., 13: -1.}
-
-
-def save_tiny_checkpoint(path, bias=None, seed=0):
-    """The tiny ViT's state dict; ``bias`` = {class: logit} with a zero head weight, or None for a
-    random head (non-trivial relevance)."""
-    from mmpretrain.registry import MODELS
-    torch.manual_seed(seed)
-    model = MODELS.build(TINY_MODEL)
-    model.init_weights()
-    head = model.head.layers.head
-    with torch.no_grad():
-        if bias is None:
-            head.weight.normal_(0, 0.5)
-            head.bias.normal_(0, 0.1)
-        else:
-            head.weight.zero_()
-            head.bias.zero_()
-            for cls, value in bias.items():
-                head.bias[cls] = value
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return path
 
 
 def tiny_config(path, base, data_root=None, **dataset):

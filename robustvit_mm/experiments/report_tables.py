@@ -1,7 +1,7 @@
 """The robustness report's tables laid out as the paper's: which sets and metrics exist, the
 published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11 with Figure 4's chart of them,
 and the per-class analysis of Appendix J. Pure presentation: the numbers come from
-:mod:`robustvit_mm.apis.report`'s evaluations.
+:mod:`robustvit_mm.experiments.report`'s evaluations.
 
 Models take part in the paper's layout when named ``ARCH:METHOD`` (``ViT-B:original``,
 ``DeiT-B:no-cls``); method names are matched without regard to case.

@@ -11,6 +11,7 @@ from scipy.stats import chisquare
 
 from robustvit_mm.datasets import synthetic
 from robustvit_mm.datasets.synthetic import (PATCH_SIZE, SyntheticSpuriousDataset, class_names,
+from stock_run_helpers import REPO
                                              generate_split, render_sample, set_data_root,
                                              write_benchmark)
 
@@ -275,7 +276,7 @@ def test_cli(tmp_path):
     """tools/make_synthetic.py as a user runs it (a subprocess; tests never import tools/)."""
     import subprocess
     import sys
-    tool = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'make_synthetic.py')
+    tool = osp.join(REPO, 'tools', 'make_synthetic.py')
     proc = subprocess.run(
         [sys.executable, tool, str(tmp_path / 'cli'), '--seed', '1', '--num-classes', '2',
          '--pretrain-per-class', '2', '--masked-per-class', '1', '--masked-val-per-class', '1',
