@@ -11,9 +11,9 @@ from scipy.stats import chisquare
 
 from robustvit_mm.datasets import synthetic
 from robustvit_mm.datasets.synthetic import (PATCH_SIZE, SyntheticSpuriousDataset, class_names,
-from stock_run_helpers import REPO
                                              generate_split, render_sample, set_data_root,
                                              write_benchmark)
+from stock_run_helpers import REPO
 
 K = 10
 SMALL = dict(pretrain_per_class=3, masked_per_class=2, masked_val_per_class=1, test_per_class=2)

@@ -17,9 +17,9 @@ from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tok
                                 load_image, ncut, tokencut_mask, write_mask_png)
 from robustvit_mm.masks import tokencut as tc
 from robustvit_mm.masks.tokencut import (bipartition_with_seed, dino_last_keys, list_images,
-from stock_run_helpers import REPO
                                          load_dino_state_dict, make_panel, ncut_affinity,
                                          postprocess_refined, preprocess_image, seed_component)
+from stock_run_helpers import REPO
 
 H, W = 48, 64
 

@@ -17,8 +17,8 @@ from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.timm_weights import (convert_timm_checkpoint, detect_family,
-from stock_run_helpers import REPO
                                               load_timm_state_dict)
+from stock_run_helpers import REPO
 
 CONFIGS = osp.join(REPO, 'configs', 'robustvit')
 DIMS, DEPTH, HEADS, CLASSES, PATCH = 48, 2, 3, 5, 8
