@@ -56,7 +56,7 @@ def parse_args(argv=None):
                         'changes only the time)')
     p.add_argument('--pretrain-per-class', type=int, default=None,
                    help='pretraining images per class (default: DEMO_RECIPE of '
-                        'robustvit_mm/datasets/synthetic.py)')
+                        'robustvit_mm/datasets/synthetic/render.py)')
     p.add_argument('--pretrain-epochs', type=int, default=None,
                    help="override the pretraining config's epochs")
     p.add_argument('--finetune-epochs', type=int, default=None,

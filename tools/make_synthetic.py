@@ -5,7 +5,7 @@
 Writes ImageFolder splits (pretrain/, test_in_dist/, test_shifted/), ImageNet-S style masked splits
 (masked/, masked_val/: images/ + masks/ with id = G*256 + R), mask folders for the test splits,
 samples.csv and meta.json. Re-running with the same parameters does nothing; other parameters
-regenerate the folder atomically. See robustvit_mm/datasets/synthetic.py for the recipe.
+regenerate the folder atomically. See robustvit_mm/datasets/synthetic/render.py for the recipe.
 """
 import argparse
 import os.path as osp

@@ -245,7 +245,7 @@ def test_write_benchmark_skips_and_regenerates(tmp_path, monkeypatch):
     # an interrupted run leaves the previous benchmark untouched and no temp dir
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(synthetic, '_write_split', boom)
+    monkeypatch.setattr(synthetic.write, '_write_split', boom)
     with pytest.raises(KeyboardInterrupt):
         write_benchmark(root, seed=9, num_classes=2, **SMALL)
     with pytest.raises(KeyboardInterrupt):

@@ -1,5 +1,5 @@
 # Data pieces of the built-in spurious-background benchmark (24 px by default, 10 classes, 4-px
-# patch grid; sizes: DEMO_RECIPE in robustvit_mm/datasets/synthetic.py).
+# patch grid; sizes: DEMO_RECIPE in robustvit_mm/datasets/synthetic/render.py).
 #
 # Generate the data first (fast, skipped if already there with the same parameters):
 #     .venv/bin/python tools/make_synthetic.py work_dirs/demo/data/seed0 --seed 0
