@@ -1,6 +1,6 @@
 """The GAE engine (`robustvit_mm.relevance.gae`) against a deliberately simple reference.
 
-The reference (``robustvit_mm.experiments.benchmark.reference_gae``, also the benchmark's reference-style
+The reference (``robustvit_mm.relevance.reference.reference_gae``, also the benchmark's reference-style
 step) is kept as literal as the released code: the full (B, N, N) matrix R, one separate
 ``autograd.grad`` per block and a min-max without epsilon. The engine uses a row-vector shortcut and
 ONE ``autograd.grad``; both must give the same maps to 1e-5 for every supported model family, at
@@ -17,8 +17,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import robustvit_mm  # noqa: F401  (registers the plugin, as a config's custom_imports would)
-from robustvit_mm.experiments.benchmark import reference_gae
 from robustvit_mm.relevance import AttentionRecorder, attention_rollout, gae_relevance, raw_attention
+from robustvit_mm.relevance.reference import reference_gae
 
 init_default_scope('mmpretrain')
 
