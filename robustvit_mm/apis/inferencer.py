@@ -37,7 +37,7 @@ from mmpretrain.registry import TRANSFORMS
 from ..datasets.formats import is_image_file
 from ..relevance import EXPLAINERS, get_explainer
 from ..relevance.capture import find_vit
-from ..visualization import heatmap, hstack_panels, inputs_to_rgb
+from ..visualization import colour_bar, heatmap, hstack_panels, inputs_to_rgb
 from ..visualization.overlay import overlay
 from ..engine.checkpoint_check import checkpoint_classes, init_checked_model, load_checked_checkpoint
 
@@ -90,12 +90,6 @@ def collect_images(paths):
         else:
             problems.append((str(path), 'no such file or folder'))
     return inputs, problems
-
-
-def colour_bar(height, width=10):
-    """A vertical JET bar, relevance 1 at the top and 0 at the bottom, RGB uint8."""
-    values = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
-    return heatmap(values)
 
 
 class RelevanceInferencer(BaseInferencer):
@@ -345,4 +339,4 @@ class RelevanceInferencer(BaseInferencer):
         self.close()
 
 
-__all__ = ['RelevanceInferencer', 'METHODS', 'collect_images', 'strip_mask_steps', 'colour_bar']
+__all__ = ['RelevanceInferencer', 'METHODS', 'collect_images', 'strip_mask_steps']

@@ -71,9 +71,8 @@ def flipped(before, after):
 def _draw(images, inferencers, names, results, before, after, direction, class_names):
     """image | relevance before | relevance after | colour bar, three title lines above; drawn with
     the inferencer's panels (overlay, colour bar) and titles, texts through the visualizer."""
-    from ..visualization import hstack_panels
+    from ..visualization import colour_bar, hstack_panels
     from ..visualization.overlay import overlay
-    from ..apis.inferencer import colour_bar
     image = results[0]['image']
     height = image.shape[0]
     row = hstack_panels([image, *[overlay(image, r['relevance'], inferencers[0].alpha)

@@ -69,6 +69,12 @@ def heatmap(relevance):
     return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
+def colour_bar(height, width=10):
+    """A vertical JET bar, relevance 1 at the top and 0 at the bottom, RGB uint8 (height, width, 3)."""
+    values = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
+    return heatmap(values)
+
+
 def overlay(image, relevance, alpha=0.5):
     """Blend the relevance heat map over the image (resized to the image if needed)."""
     heat = heatmap(relevance)
