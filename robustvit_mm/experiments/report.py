@@ -22,6 +22,7 @@ import traceback
 import uuid
 from ..datasets import PAPER_NORM
 from .report_tables import SET_BY_KEY, SETS, draw_chart, markdown_table, table_rows, write_csv
+from .report_per_class import per_class_section
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
@@ -329,9 +330,11 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     their accuracy into the fine-tuning classes and the others (an ``ARCH:METHOD`` model without
     one takes its architecture's). Models named ``ARCH:METHOD`` also get the paper's Tables 1-2,
     3, 4 and 10-11, and with class splits Figure 4 (:mod:`robustvit_mm.experiments.report_tables`).
-    ``per_class``: also per-class accuracy, and a section and chart with the ``top_classes`` most
-    improved and most harmed classes of each model against the first (paper Appendix J; merged
-    results carry them when test.py ran with ``per_class=True``). ``gallery``: ``(set, N)``, the
+    ``per_class``: also per-class accuracy, and Appendix J's section and charts of
+    ``ARCH:RobustViT`` against ``ARCH:original`` (or each model against the first): the
+    ``top_classes`` most improved and most harmed classes of a 1,000-class set, every class of the
+    others (:mod:`.report_per_class`; merged results carry them when test.py ran with
+    ``per_class=True``). ``gallery``: ``(set, N)``, the
     first N images whose prediction flipped each way between ``ARCH:original`` and
     ``ARCH:RobustViT`` (or the first two models), with relevance before and after (paper Figure
     15; :mod:`robustvit_mm.experiments.report_gallery`). Every picture also goes to the visualizer's
@@ -418,18 +421,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     try:
         sections, made = _paper_sections(tables, table, order, protocol, out)
         sections += _figure_4(tables, made, images, protocol, out, notes)
-        analysis = tables.per_class_changes(table, order, protocol, top_classes)
-        if analysis:
-            tables.write_per_class_csv(osp.join(out, 'report_per_class.csv'), analysis)
-            sections += ['## Per-class changes (Appendix J)', '',
-                         *tables.per_class_markdown(analysis, order[0], top_classes)]
-            for key, name, improved, harmed in analysis:
-                if improved or harmed:
-                    safe = tables.safe_name(name)
-                    file = f'per_class/{key}__{safe}.png'
-                    images.add(f'per_class_{key}_{safe}', tables.draw_per_class_chart(
-                        key, name, order[0], improved, harmed), file)
-                    sections += [f'![{key}, {name}]({file})', '']
+        sections += per_class_section(images, table, order, protocol, top_classes,
+                                      osp.join(out, 'report_per_class.csv'))
         if gallery:
             from .report_gallery import gallery_section
             sections += gallery_section(images, gallery, models, test_cfgs, predictions, notes)

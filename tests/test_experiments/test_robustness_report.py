@@ -116,14 +116,21 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in printed
     png = (out / 'report.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
-    # per-class changes against the first model (Appendix J): only the bananas changed
+    # per-class changes against the first model (Appendix J): only the bananas changed; sets
+    # that are not 1,000-class sets show every class, zero change included
     per_class = read_csv(out / 'report_per_class.csv')
-    assert per_class[0] == ['set', 'model', 'direction', 'class', 'name', 'before', 'after',
-                            'change']
-    assert per_class[1:] == [
-        ['imagenet-a', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000'],
-        ['objectnet', 'robustvit', 'improved', '954', 'banana', '0.0000', '100.0000', '+100.0000']]
-    assert '## Per-class changes (Appendix J)' in text and 'banana (954) 0 -> 100' in text
+    assert per_class[0] == ['set', 'model', 'against', 'direction', 'class', 'name', 'before',
+                            'after', 'change']
+    assert [r[:5] + r[6:] for r in per_class[1:]] == [
+        ['imagenet-a', 'robustvit', 'pretrained', 'improved', '954', '0.0000', '100.0000',
+         '+100.0000'],
+        ['imagenet-a', 'robustvit', 'pretrained', 'unchanged', '6', '0.0000', '0.0000',
+         '+0.0000'],
+        ['objectnet', 'robustvit', 'pretrained', 'improved', '954', '0.0000', '100.0000',
+         '+100.0000'],
+        ['objectnet', 'robustvit', 'pretrained', 'unchanged', '409', '0.0000', '0.0000',
+         '+0.0000']]
+    assert '## Per-class changes (Appendix J' in text and 'banana (954) 0 -> 100' in text
     # every chart also went through the visualizer, closed: TensorBoard holds the report chart and
     # one Appendix J chart per set and model (PNG files beside the report too)
     assert tensorboard_images(out / 'vis_data') == {'robustness_report': 1,
