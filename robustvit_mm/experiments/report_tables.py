@@ -1,7 +1,7 @@
 """The robustness report's tables laid out as the paper's: which sets and metrics exist, the
-published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11 with Figure 4's chart of them,
-and the per-class analysis of Appendix J. Pure presentation: the numbers come from
-:mod:`robustvit_mm.experiments.report`'s evaluations.
+published numbers (data with provenance), Tables 1-2, 3, 4 and 10-11 with Figure 4's chart of
+them. Pure presentation: the numbers come from :mod:`robustvit_mm.experiments.report`'s
+evaluations.
 
 Models take part in the paper's layout when named ``ARCH:METHOD`` (``ViT-B:original``,
 ``DeiT-B:no-cls``); method names are matched without regard to case.
@@ -381,78 +381,8 @@ def tables_markdown(tables):
     return lines
 
 
-# ------------------------------------------------------------------------ per-class analysis
-def per_class_changes(results, models, protocol, top=50):
-    """``[(set key, model, improved, harmed)]``: against ``models[0]``, the ``top`` classes whose
-    top-1 accuracy rose most and fell most (paper Appendix J), each ``(index, name, before, after,
-    change)``; from ShiftedAccuracy's ``per_class_top1/<index>`` keys."""
-    from ..datasets.imagenet_classes import imagenet_class_names
-    names = imagenet_class_names()
-    out = []
-    for eval_set in SETS:
-        prefix = f'{eval_set.key}_{protocol}/per_class_top1/'
-
-        def per_class(model):
-            metrics = results.get(model, {}).get(eval_set.key, {})
-            return {int(k[len(prefix):]): v for k, v in metrics.items() if k.startswith(prefix)}
-        base = per_class(models[0]) if models else {}
-        for model in models[1:]:
-            other = per_class(model)
-            common = sorted(set(base) & set(other))
-            if not common:
-                continue
-            changes = [(c, names[c] if c < len(names) else str(c), base[c], other[c],
-                        other[c] - base[c]) for c in common]
-            ranked = sorted(changes, key=lambda r: (-r[4], r[0]))
-            improved = [r for r in ranked if r[4] > 0][:top]
-            harmed = [r for r in reversed(ranked) if r[4] < 0][:top]
-            out.append((eval_set.key, model, improved, harmed))
-    return out
-
-
-def per_class_markdown(analysis, first, top):
-    lines = []
-    for key, model, improved, harmed in analysis:
-        lines += [f'### {SET_BY_KEY[key].title}: {model} against {first}', '']
-        for title, rows in ((f'Most improved (up to {top})', improved),
-                            (f'Most harmed (up to {top})', harmed)):
-            shown = ', '.join(f'{name} ({c}) {b:.0f} -> {a:.0f}' for c, name, b, a, _ in rows)
-            lines += [f'- {title}: ' + (shown or 'none'), '']
-    return lines
-
-
-def write_per_class_csv(path, analysis):
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['set', 'model', 'direction', 'class', 'name', 'before', 'after', 'change'])
-        for key, model, improved, harmed in analysis:
-            for direction, rows in (('improved', improved), ('harmed', harmed)):
-                for c, name, b, a, d in rows:
-                    writer.writerow([key, model, direction, c, name, f'{b:.4f}', f'{a:.4f}',
-                                     f'{d:+.4f}'])
-
-
-def draw_per_class_chart(key, model, first, improved, harmed):
-    """Appendix J's chart for one set and model: horizontal bars of the change in per-class top-1
-    accuracy, most improved (green, top) to most harmed (red, bottom); RGB uint8."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
-    rows = list(improved) + list(reversed(harmed))
-    fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.22 * len(rows) + 1.2)), dpi=110)
-    y = np.arange(len(rows))[::-1]
-    ax.barh(y, [r[4] for r in rows], color=['tab:green' if r[4] > 0 else 'tab:red' for r in rows])
-    ax.set_yticks(y)
-    ax.set_yticklabels([f'{r[1]} ({r[0]})' for r in rows], fontsize=7)
-    ax.axvline(0, color='black', linewidth=0.8)
-    ax.set_xlabel('change in per-class top-1 accuracy (points)')
-    ax.set_title(f'{SET_BY_KEY[key].title}: {model} against {first}', fontsize=9)
-    return figure_rgb(fig)
-
-
 __all__ = ['table_rows', 'markdown_table', 'write_csv', 'draw_chart', 'grouped_bars', 'figure_rgb',
            'SETS', 'SET_BY_KEY', 'METHOD_ORDER', 'ABLATIONS', 'Table', 'load_paper_results',
            'split_name', 'paper_tables', 'tables_1_2', 'table_3', 'table_4', 'tables_10_11',
            'figure_4', 'draw_figure_4', 'write_figure_4_csv', 'table_markdown',
-           'write_table_csv', 'per_class_changes', 'draw_per_class_chart']
+           'write_table_csv']
