@@ -3,7 +3,7 @@
 # GAE) is thresholded at its per-image mean; pixel accuracy and mIoU are pooled over the dataset,
 # mAP is the mean over images of a 2-channel pooled AP. Images are squashed to 224x224 (aspect not
 # kept, bilinear), masks resized NEAREST. Paper normalisation (mean = std = 0.5).
-# Other explainers: custom_hooks = [dict(type='PredictedRelevanceHook', method='rollout')].
+# Other explainers: custom_hooks = [dict(type='PredictedRelevanceHook', method='attention_rollout')].
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',  # the model: replace by yours (docs/evaluation.md)
     '../_base_/datasets/robustness_base.py',

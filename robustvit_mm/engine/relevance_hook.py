@@ -22,9 +22,9 @@ class PredictedRelevanceHook(Hook):
     """Put ``relevance`` ((1, H, W), predicted class, [0, 1]) into each test/val data sample.
 
     Args:
-        method (str): ``'gae'`` (RobustViT's relevance, default), ``'rollout'`` (attention rollout)
-            or ``'raw'`` (last block's CLS attention; ``'raw_attention'`` also accepted), for
-            comparison (``robustvit_mm.relevance.get_explainer``).
+        method (str): ``'gae'`` (RobustViT's relevance, default), ``'attention_rollout'`` or
+            ``'raw_attention'`` (last block's CLS attention), for comparison
+            (``robustvit_mm.relevance.get_explainer``).
         on_val (bool): also run before validation iterations (default True).
     """
 

@@ -11,7 +11,7 @@ import torch
 from mmpretrain.models.classifiers import ImageClassifier, TimmClassifier
 from mmpretrain.registry import MODELS
 
-from ..relevance import AttentionRecorder, gae_from_attention
+from ..relevance import AttentionRecorder, gae_combine
 
 RELEVANCE_TARGETS = ('gt', 'pred')
 
@@ -116,14 +116,9 @@ class RelevanceGuidedMixin:
                 inputs.device, non_blocking=True)
         with AttentionRecorder(self) as recorder:
             logits = self._logits(inputs)
-        if targets is None:
-            targets = logits.argmax(dim=1)
-        score = logits.gather(1, targets.view(-1, 1)).sum()
-        grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph,
-                                    create_graph=self.create_graph and keep_graph)
-        relevance = gae_from_attention(recorder.maps, grads, num_prefix=recorder.num_prefix,
-                                       grid=recorder.grid, out_size=inputs.shape[-2:],
-                                       readout=recorder.readout)
+        relevance = gae_combine(recorder, logits, targets, keep_graph=keep_graph,
+                                create_graph=self.create_graph and keep_graph,
+                                out_size=inputs.shape[-2:])
         return logits, relevance
 
     def loss(self, inputs, data_samples):

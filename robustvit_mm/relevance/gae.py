@@ -24,6 +24,9 @@ from .capture import AttentionRecorder, unwrap_model
 
 # A map whose range is below this fraction of its magnitude is flat (float noise): it becomes zeros.
 FLAT_RELATIVE_TOLERANCE = 1e-6
+# Normalised images stay within a few units (ImageNet mean/std: -2.2..2.7; mean = std = 0.5: -1..1);
+# 0-255 pixel values reach far above this.
+UNNORMALISED_PEAK = 20.0
 
 
 def classifier_logits(model, inputs):
@@ -88,28 +91,40 @@ def readout_row(readout, num_prefix, batch, tokens, device):
     return row
 
 
-def gae_from_attention(maps, grads, *, num_prefix, grid, out_size=None, normalize=True,
-                       readout='token'):
-    """GAE relevance from recorded attention maps and their gradients.
+def gae_combine(recorder, logits, targets=None, *, keep_graph=True, create_graph=False,
+                out_size=None, normalize=True):
+    """GAE's combine step on a recorded forward: the target scores, ONE ``autograd.grad`` over
+    every block's map, the readout row, then (optionally) bilinear to ``out_size`` and min-max.
+
+    The one home of this step: :func:`gae_relevance` and the RobustViT training step
+    (``RelevanceGuidedMixin``) both call it.
 
     Args:
-        maps, grads: per block, ``(B, heads, N, N)`` attention probabilities and d(score)/d(map).
-        num_prefix: tokens before the patch tokens (class token first).
-        grid: ``(h, w)`` patch grid; ``out_size``: ``(H, W)`` to upsample to, or None for the grid.
-        normalize: per-image min-max to [0, 1] (a flat map gives zeros).
-        readout: 'token' reads the class token's row of R; 'avg' the mean of the patch tokens'
-            rows (a head that pools the patch tokens). ``AttentionRecorder.readout`` says which.
-
-    Returns: ``(B, 1, h, w)`` or ``(B, 1, H, W)`` float32 relevance. Computed in float32 with
-    autocast off, whatever the dtype of the maps (bf16/fp16 training stays stable).
+        recorder: the :class:`AttentionRecorder` of the forward that gave ``logits``.
+        targets: ``(B,)`` class indices on any device, or None for each sample's top-1.
+        keep_graph: keep the forward's graph (a loss will be differentiated through it).
+        create_graph: make the gradient factor differentiable (second order).
+    Returns: ``(B, 1, h, w)`` (``out_size`` None) or ``(B, 1, H, W)`` float32 relevance.
     """
-    with torch.autocast(device_type=maps[0].device.type, enabled=False):
-        relevance = _patch_relevance(maps, grads, num_prefix, grid, readout,
-                                     with_constant=not normalize)
-        if out_size is not None:
-            relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
-                                      align_corners=False)
-        return min_max_normalize(relevance) if normalize else relevance
+    if targets is None:
+        targets = logits.argmax(dim=1)
+    # Sum of the target logits: sample b's logit has zero gradient on other samples' maps.
+    score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+    grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph or create_graph,
+                                create_graph=create_graph)
+    with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 maps
+        # Normalised maps need no constant share (the min-max after upsampling removes it).
+        relevance = _patch_relevance(recorder.maps, grads, recorder.num_prefix, recorder.grid,
+                                     recorder.readout, with_constant=not normalize)
+        return finish_map(relevance, out_size, normalize)
+
+
+def finish_map(relevance, out_size=None, normalize=True):
+    """Bilinear to ``out_size`` (None keeps the grid), then per-image min-max if ``normalize``."""
+    if out_size is not None:
+        relevance = F.interpolate(relevance, size=tuple(out_size), mode='bilinear',
+                                  align_corners=False)
+    return min_max_normalize(relevance) if normalize else relevance
 
 
 def _patch_relevance(maps, grads, num_prefix, grid, readout, with_constant):
@@ -162,9 +177,21 @@ def _check_inputs(inputs):
             f' and {len(bad) - 5} more' if len(bad) > 5 else '')
         raise ValueError(f'{named} {"holds" if len(bad) == 1 else "hold"} NaN/inf pixels: '
                          f'relevance of such an image would be all NaN')
+    _warn_if_unnormalised(inputs)
     if inputs.is_inference():  # made under inference_mode: autograd cannot save it; a copy can
         inputs = inputs.clone()
     return inputs
+
+
+def _warn_if_unnormalised(inputs):
+    """Pixel values (0-255) instead of normalised images give a map of another input, silently."""
+    peak = float(inputs.detach().abs().amax())
+    if peak > UNNORMALISED_PEAK:
+        warnings.warn(f'inputs reach |x| = {peak:g}, far outside a normalised image\'s range (about '
+                      f'-3..3): they look like 0-255 pixel values. Normalise them first, as the '
+                      f'model\'s data_preprocessor does (mmpretrain: '
+                      f'model.data_preprocessor(dict(inputs=images))["inputs"]); the relevance '
+                      f'and logits here are of the unnormalised input.', UserWarning, stacklevel=5)
 
 
 def _check_targets(targets, batch):
@@ -226,7 +253,8 @@ def _warn_if_stochastic(model):
 
 
 def _explain(model, inputs, targets, combine, normalize, upsample):
-    """One forward with attention recorded, then ``combine(recorder, logits, targets)`` -> grid map."""
+    """One forward with attention recorded, then ``combine(recorder, logits, targets, keep_graph,
+    out_size, normalize)`` -> the finished map."""
     if torch.is_inference_mode_enabled():
         raise RuntimeError('relevance needs autograd (the gradient of the target logit w.r.t. '
                            'the attention maps), which torch.inference_mode() disables: call it '
@@ -236,17 +264,12 @@ def _explain(model, inputs, targets, combine, normalize, upsample):
     targets = _check_targets(targets, inputs.shape[0])
     _warn_if_stochastic(model)
     keep_graph = torch.is_grad_enabled()  # a no_grad caller gets detached results, no graph kept
+    out_size = tuple(inputs.shape[-2:]) if upsample else None
     with torch.enable_grad(), AttentionRecorder(model) as recorder:
         logits = classifier_logits(model, inputs)
         if targets is not None:
             _check_target_range(targets, logits)
-        with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 maps
-            relevance = combine(recorder, logits, targets, keep_graph)
-            if upsample:
-                relevance = F.interpolate(relevance, size=tuple(inputs.shape[-2:]),
-                                          mode='bilinear', align_corners=False)
-            if normalize:
-                relevance = min_max_normalize(relevance)
+        relevance = combine(recorder, logits, targets, keep_graph, out_size, normalize)
     if not keep_graph:
         relevance, logits = relevance.detach(), logits.detach()
     return relevance, logits
@@ -264,66 +287,84 @@ def gae_relevance(model, inputs, targets=None, *, normalize=True, upsample=True,
             None for each sample's top-1.
         normalize: per-image min-max to [0, 1]; False gives the raw relevance.
         upsample: bilinear to ``(H, W)``; False gives the patch grid ``(B, 1, h, w)``.
-        create_graph: make the gradient factor differentiable (second order); the paper keeps it
-            constant.
+        create_graph: make the gradient factor differentiable (second order); the released code
+            keeps it constant (docs/faithfulness.md#gradient-constant).
 
     Returns:
         ``(relevance, logits)``: ``(B, 1, H, W)`` float32 and ``(B, num_classes)``. One forward and
         ONE ``autograd.grad`` over all blocks' maps. Works under ``torch.no_grad()`` callers.
     """
-    def combine(recorder, logits, targets, keep_graph):
-        # Normalised maps need no constant share (the min-max after upsampling removes it).
-        if targets is None:
-            targets = logits.argmax(dim=1)
-        # Sum of the target logits: sample b's logit has zero gradient on other samples' maps.
-        score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
-        grads = torch.autograd.grad(score, recorder.maps, retain_graph=keep_graph or create_graph,
-                                    create_graph=create_graph)
-        return _patch_relevance(recorder.maps, grads, recorder.num_prefix, recorder.grid,
-                                recorder.readout, with_constant=not normalize)
+    def combine(recorder, logits, targets, keep_graph, out_size, normalize):
+        return gae_combine(recorder, logits, targets, keep_graph=keep_graph,
+                           create_graph=create_graph, out_size=out_size, normalize=normalize)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
+
+
+def _class_agnostic(name, targets):
+    if targets is not None:
+        warnings.warn(f'{name} is class-agnostic: the targets passed are ignored and every class '
+                      'gets the same map. Use gae_relevance for a class-specific map.',
+                      UserWarning, stacklevel=3)
 
 
 def attention_rollout(model, inputs, targets=None, *, normalize=True, upsample=True):
     """Attention rollout (Abnar & Zuidema 2020): R = prod_l (0.5 I + 0.5 mean_heads A_l), the row
     of the tokens that reach the head (class token, or the patch mean for patch-average pooling).
 
-    Class-agnostic: ``targets`` is accepted for a uniform signature and ignored.
+    Class-agnostic: ``targets`` is accepted for the signature :func:`gae_relevance` has, and
+    ignored (a ``UserWarning`` says so when targets are passed).
     """
-    def combine(recorder, logits, targets, keep_graph):
+    _class_agnostic('attention_rollout', targets)
+
+    def combine(recorder, logits, targets, keep_graph, out_size, normalize):
         maps = recorder.maps
         batch, _, tokens, _ = maps[0].shape
-        row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens, maps[0].device)
-        for attn in reversed(maps):
-            row = 0.5 * row + 0.5 * torch.bmm(row, attn.float().mean(dim=1))
-        return row[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens,
+                              maps[0].device)
+            for attn in reversed(maps):
+                row = 0.5 * row + 0.5 * torch.bmm(row, attn.float().mean(dim=1))
+            grid = row[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
+            return finish_map(grid, out_size, normalize)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
 
 
 def raw_attention(model, inputs, targets=None, *, normalize=True, upsample=True):
     """The last block's head-averaged attention of the class token (or, for patch-average pooling,
-    of the mean patch token) to the patches (class-agnostic)."""
-    def combine(recorder, logits, targets, keep_graph):
-        last = recorder.maps[-1].float().mean(dim=1)
-        batch, tokens = last.shape[0], last.shape[-1]
-        row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens, last.device)
-        return torch.bmm(row, last)[:, 0, recorder.num_prefix:].reshape(batch, 1, *recorder.grid)
+    of the mean patch token) to the patches.
+
+    Class-agnostic: ``targets`` is accepted for the signature :func:`gae_relevance` has, and
+    ignored (a ``UserWarning`` says so when targets are passed).
+    """
+    _class_agnostic('raw_attention', targets)
+
+    def combine(recorder, logits, targets, keep_graph, out_size, normalize):
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            last = recorder.maps[-1].float().mean(dim=1)
+            batch, tokens = last.shape[0], last.shape[-1]
+            row = readout_row(recorder.readout, recorder.num_prefix, batch, tokens, last.device)
+            grid = torch.bmm(row, last)[:, 0, recorder.num_prefix:].reshape(
+                batch, 1, *recorder.grid)
+            return finish_map(grid, out_size, normalize)
 
     return _explain(model, inputs, targets, combine, normalize, upsample)
 
 
-EXPLAINERS = {'gae': gae_relevance, 'rollout': attention_rollout, 'raw': raw_attention}
+#: One name per explainer: the name of its function ('gae' for :func:`gae_relevance`).
+EXPLAINERS = {'gae': gae_relevance, 'attention_rollout': attention_rollout,
+              'raw_attention': raw_attention}
+# Short names taught elsewhere once; refused, naming the canonical one.
+_RETIRED_NAMES = {'rollout': 'attention_rollout', 'raw': 'raw_attention'}
 
 
 def get_explainer(name):
-    """The explanation function called ``name``: 'gae' (the paper's), 'rollout' or 'raw'.
-
-    ``'raw_attention'`` (the function's own name) is accepted too: configs and command lines
-    written before the short names existed use it.
-    """
-    key = 'raw' if name == 'raw_attention' else name
-    if key not in EXPLAINERS:
-        raise ValueError(f'unknown relevance method {name!r}; choose one of {sorted(EXPLAINERS)}')
-    return EXPLAINERS[key]
+    """The explanation function called ``name``: one of :data:`EXPLAINERS`, 'gae' (the paper's),
+    'attention_rollout' or 'raw_attention'."""
+    if name in _RETIRED_NAMES:
+        raise ValueError(f'relevance method {name!r} is called {_RETIRED_NAMES[name]!r}; choose '
+                         f'one of {list(EXPLAINERS)}')
+    if name not in EXPLAINERS:
+        raise ValueError(f'unknown relevance method {name!r}; choose one of {list(EXPLAINERS)}')
+    return EXPLAINERS[name]

@@ -506,10 +506,14 @@ def test_rollout_and_raw_attention_match_simple_references(tiny_model, family):
 def test_get_explainer_names_every_method_and_refuses_others():
     from robustvit_mm.relevance import get_explainer
     assert get_explainer('gae') is gae_relevance
-    assert get_explainer('rollout') is attention_rollout
-    assert get_explainer('raw') is raw_attention is get_explainer('raw_attention')
-    with pytest.raises(ValueError, match=r"'gradcam'.*\['gae', 'raw', 'rollout'\]"):
+    assert get_explainer('attention_rollout') is attention_rollout
+    assert get_explainer('raw_attention') is raw_attention
+    with pytest.raises(ValueError, match=r"'gradcam'.*\['gae', 'attention_rollout', 'raw_attention'\]"):
         get_explainer('gradcam')
+    # one name per explainer: the short names once taught are refused, naming the canonical one
+    for old, canonical in (('rollout', 'attention_rollout'), ('raw', 'raw_attention')):
+        with pytest.raises(ValueError, match=f"'{old}' is called '{canonical}'"):
+            get_explainer(old)
 
 
 # --------------------------------------------------------------------------- every attention family
