@@ -25,12 +25,12 @@ Target 'timm': a ``TimmClassifier`` config (timm's own names, unchanged; ``TimmC
 ``model.`` prefix itself).
 """
 import math
-import os
 import os.path as osp
 import re
-import tempfile
 
 import torch
+
+from ..utils.fileio import atomic_open
 
 _NESTING_KEYS = ('state_dict', 'model', 'module')
 # Masked-image-modelling token of self-supervised checkpoints (DINOv2, BEiT, EVA): no classifier
@@ -232,21 +232,6 @@ def timm_to_mmpretrain(state, img_size=None, num_heads=None, rope_ref_grid=16):
     return family, converted
 
 
-def _save_atomically(obj, dst):
-    """Write ``dst`` through a temporary file in its folder: a failed write leaves no half file."""
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(dst) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def convert_timm_checkpoint(src, dst, target='mmpretrain', img_size=None, num_heads=None,
                             rope_ref_grid=16):
     """Write ``dst`` = ``{'state_dict': ..., 'meta': ...}`` for ``load_from``.
@@ -269,5 +254,6 @@ def convert_timm_checkpoint(src, dst, target='mmpretrain', img_size=None, num_he
     else:
         raise ValueError(f"target={target!r}; use 'mmpretrain' or 'timm'")
     meta = dict(converted_from=str(src), target=target, family=family, img_size=img_size)
-    _save_atomically({'state_dict': converted, 'meta': meta}, dst)
+    with atomic_open(dst, 'wb') as f:   # a failed write leaves no half file
+        torch.save({'state_dict': converted, 'meta': meta}, f)
     return dict(family=family, tensors=len(converted))
