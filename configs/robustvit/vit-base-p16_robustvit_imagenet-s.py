@@ -24,7 +24,7 @@ model = dict(
         loss_weight=0.2,      # lambda_acc
         target='own_argmax',  # the paper's confidence boosting; 'gt' is the ablation
     ),
-    # The paper's loss weights (eq. 6-7, Table 5), written once: every RobustViT, TokenCut and
+    # The paper's loss weights (eq. 3 and eq. 5, Table 5), written once: every RobustViT, TokenCut and
     # released-baseline config inherits or references them.
     relevance_loss=dict(
         type='RelevanceFinetuneLoss',
