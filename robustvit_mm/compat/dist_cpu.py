@@ -1,52 +1,15 @@
 """Distributed training on CPU processes (gloo) through the stock launcher, when torch sees no GPU.
 
-Upstream behaviour changed: mmengine 0.10.x's ``mmengine.dist.utils._init_dist_pytorch``
-(``--launcher pytorch``: ``dist_train.sh``, ``torchrun``) calls
-``torch.cuda.set_device(LOCAL_RANK)`` whatever the backend; on a machine without a CUDA device
-that raises "Found no NVIDIA driver on your system" before any process group exists, so the gloo
-backend could never be used there.
-:func:`enable_cpu_distributed` (called by ``robustvit_mm.compat.apply()`` when the package is
-imported) wraps that function: when torch sees an accelerator (CUDA, NPU, MLU, MUSA) mmengine's own
-code runs unchanged; without one, the process group is initialised with the configured backend and
-no device call. Needed with mmengine 0.10.x (checked on 0.10.7). Off:
-``ROBUSTVIT_COMPAT_OFF=dist_cpu`` (mmengine's function unwrapped: no CPU-only distributed runs, no
-teardown at exit).
+mmengine 0.10.x's ``_init_dist_pytorch`` (``--launcher pytorch``: ``dist_train.sh``, ``torchrun``)
+calls ``torch.cuda.set_device`` whatever the backend, which fails on a machine without CUDA.
+:func:`enable_cpu_distributed` (applied by ``robustvit_mm.compat.apply()``) wraps it: with an
+accelerator mmengine's own code runs unchanged; without one the group is initialised with the
+configured backend and no device call, and 'nccl' is an error naming the gloo switch
+(:data:`CPU_SWITCH`). Off: ``ROBUSTVIT_COMPAT_OFF=dist_cpu``.
 
-The backend stays a config switch, ``env_cfg.dist_cfg.backend`` ('nccl' in the runtime base).
-Without a GPU choose gloo, and let DDP wrap the CPU module without device ids (mmengine passes
-``device_ids=[LOCAL_RANK]``, which torch's DDP refuses for CPU modules)::
-
-    --launcher pytorch --cfg-options env_cfg.dist_cfg.backend=gloo model_wrapper_cfg.device_ids=None
-
-'nccl' on a machine without a GPU fails at once with a message naming that switch.
-
-The stock tools never call ``destroy_process_group``; a gloo rank that exits with its group alive
-can abort after a finished run, during process teardown ("terminate called without an active
-exception", SIGABRT: seen in CI and under heavy load). Cause: ``destroy_process_group`` only
-unregisters the group; the C++ ``ProcessGroupGloo`` and its native threads (``gloo_tcp_loop``, two
-``pt_gloo_runloop``) live on while anything holds the group, and mmengine's Runner holds it through
-the DDP wrapper inside a reference cycle. So the threads were still running when the interpreter
-finalised and C++ static destructors ran (checked: the three threads are alive at the end of the
-atexit phase without a ``gc.collect()``, gone with it). C++ calls ``std::terminate`` when a static
-destructor destroys a still-joinable ``std::thread``, or fails otherwise when a running thread
-uses a static that was just destroyed; whether that happens depends on thread timing, hence rare
-and load dependent.
-
-The teardown at exit (an ``atexit`` handler) therefore, while the interpreter is still whole:
-
-1. barrier, clean exits only, so that no rank shuts its connections while another is still
-   finishing (rank 0 saving the last checkpoint); after an uncaught exception it is skipped, as the
-   other ranks may be inside a collective that it would wrongly pair with;
-2. ``destroy_process_group()`` then ``gc.collect()``: the cycle holding the group is freed, so
-   ``~ProcessGroupGloo`` joins its threads now;
-3. when our CPU path initialised the group (not on accelerator machines; runs without a group never
-   get here): flushes C stdio and registers C ``_exit`` with glibc's ``on_exit``. exit() runs its
-   handlers last in, first out, and this one is registered after every library static of torch and
-   gloo, so after the Python exit (the other atexit handlers, logging, flushing) the process
-   leaves with ``_exit`` at once and no C++ static destructor runs, whatever still holds the
-   group. ``on_exit`` hands the handler the real exit status: a crashed rank (uncaught exception:
-   1, ``sys.exit(n)``: n) keeps it. Without glibc's ``on_exit`` (another C library) steps 1-2
-   remain.
+The stock tools never destroy the group, and a gloo rank whose group outlives the interpreter can
+abort in C++ static teardown after a finished run, so :func:`destroy_at_exit` tears it down at exit.
+What each of its steps prevents, and the flags a CPU run needs: docs/reliability.md#several-gpus.
 """
 import atexit
 import ctypes
@@ -88,8 +51,9 @@ def _note_uncaught_exception(previous):
 
 def skip_static_destructors():
     """Make C ``exit()`` end in ``_exit(status)`` before any C++ static destructor registered so
-    far runs (see the module docstring); the status is kept. False where glibc's ``on_exit`` is
-    missing."""
+    far runs: ``exit()`` runs its handlers last in, first out, and this one comes after torch's and
+    gloo's statics. ``on_exit`` passes the real status, so a crashed rank still fails. False where
+    glibc's ``on_exit`` is missing."""
     libc = ctypes.CDLL(None)  # the symbols already loaded, the C library's among them
     if not hasattr(libc, 'on_exit'):
         return False
@@ -100,8 +64,10 @@ def skip_static_destructors():
 
 
 def destroy_at_exit():
-    """Registered with ``atexit``: barrier (clean exits only), destroy the default group, free it
-    (its threads joined), then skip C++ static destructors where our CPU path made the group."""
+    """Registered with ``atexit``, while the interpreter is still whole: barrier (clean exits only:
+    a dying rank could pair with a collective its peers are in), destroy the default group, free it
+    (its gloo threads are joined), then skip C++ static destructors where our CPU path made the
+    group."""
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
     try:
@@ -116,7 +82,7 @@ def destroy_at_exit():
 
 
 def init_dist_pytorch(original, backend, init_backend='torch', **kwargs):
-    """``_init_dist_pytorch`` that works on CPU-only machines (see the module docstring)."""
+    """``_init_dist_pytorch`` that also works on CPU-only machines."""
     atexit.unregister(destroy_at_exit)  # once, however many times a process initialises
     atexit.register(destroy_at_exit)
     if not getattr(sys.excepthook, '_robustvit_notes', False):
