@@ -18,8 +18,9 @@ fast bilateral solver (sigma spatial 16, luma 16, chroma 8, lambda 256, confiden
 iterations), threshold 0.5, fill holes, largest blob. When the refined mask is empty or has
 IoU < 0.5 with the NCut mask, the NCut mask is written instead; the summary counts these fallbacks.
 
-images are read as stored (an EXIF orientation tag is ignored, as for ImageNet-S masks); symbolic
-links to folders are followed, each real folder once (a link loop is skipped with a warning).
+orientation: DINO sees each picture upright (its EXIF orientation applied); the mask is written on
+the stored pixels, as ImageNet-S masks are. Symbolic links to folders are followed, each real folder
+once (a link loop is skipped with a warning).
 
 resume: masks already in OUT_ROOT are skipped (they are written atomically, so a killed run leaves
 no partial file). Unreadable images are reported by path and the run goes on.

@@ -4,7 +4,8 @@
 - ``encode_imagenet_s_mask`` / ``decode_imagenet_s_mask``: the ImageNet-S mask PNG encoding,
   id = G * 256 + R (B = 0); id 0 = "other" (background), 1000 = "ignore", any other id = the object.
 - ``PAPER_NORM`` / ``IMAGENET_NORM``: ``ClsDataPreprocessor`` arguments (0-255 scale, RGB).
-- ``exif_orientation`` / ``apply_exif_orientation``: one rule for turning an image and its mask.
+- ``exif_orientation`` / ``apply_exif_orientation`` / ``undo_exif_orientation``: one rule for turning an
+  image and its mask, both ways.
 """
 import io
 
@@ -120,3 +121,10 @@ def apply_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     if orientation not in _ORIENT:
         raise ValueError(f'EXIF orientation must be 1-8, got {orientation!r}')
     return np.ascontiguousarray(_ORIENT[orientation](array))
+
+
+def undo_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """The inverse of :func:`apply_exif_orientation`: back from the picture a viewer shows to the
+    stored pixels (a mask computed on the upright picture, written for the stored image)."""
+    inverse = {6: 8, 8: 6}.get(orientation, orientation)  # the other turns are their own inverse
+    return apply_exif_orientation(array, inverse)

@@ -7,8 +7,9 @@ that is smooth under a bilateral affinity of the reference image::
     minimise  lam/2 * sum_ij W_ij (x_i - x_j)^2  +  sum_i c_i (x_i - t_i)^2
 
 The bilateral affinity ``W`` is approximated on a bilateral grid: every pixel is assigned
-("splatted") to the vertex at its rounded position ``(x/sigma_spatial, y/sigma_spatial,
-Y/sigma_luma, U/sigma_chroma, V/sigma_chroma)`` (YUV colour space); only occupied vertices are kept.
+("splatted") to the vertex at its position ``(x/sigma_spatial, y/sigma_spatial, Y/sigma_luma,
+U/sigma_chroma, V/sigma_chroma)`` (YUV colour space) truncated to integers, as the original
+TokenCut solver does (``coordinates='round'`` rounds instead); only occupied vertices are kept.
 The grid is blurred with a [1 2 1] kernel along each of the five axes and the resulting affinity is
 bistochastised (Sinkhorn-like normalisation) so that every pixel has the same total affinity. The
 problem is then solved for one value per vertex ``y`` (``x = S^T y``) with Jacobi-preconditioned
@@ -26,6 +27,8 @@ __all__ = ['rgb_to_yuv', 'BilateralGrid', 'bilateral_solve']
 
 # TokenCut's defaults (its CLI defaults for the grid; the solver parameters are hard-coded there).
 DEFAULT_GRID = dict(sigma_spatial=16, sigma_luma=16, sigma_chroma=8)
+# How a pixel's grid position becomes a vertex: 'truncate' as the original TokenCut solver.
+GRID_COORDINATES = ('truncate', 'round')
 DEFAULT_SOLVER = dict(lam=256.0, cg_maxiter=25, cg_tol=1e-5, a_diag_min=1e-5, bistoch_iters=10)
 
 
@@ -53,7 +56,10 @@ class BilateralGrid:
 
     NDIM = 5
 
-    def __init__(self, image, sigma_spatial=16, sigma_luma=16, sigma_chroma=8):
+    def __init__(self, image, sigma_spatial=16, sigma_luma=16, sigma_chroma=8,
+                 coordinates='truncate'):
+        if coordinates not in GRID_COORDINATES:
+            raise ValueError(f'coordinates must be one of {GRID_COORDINATES}, got {coordinates!r}')
         yuv = rgb_to_yuv(image)
         h, w = yuv.shape[:2]
         yy, xx = np.mgrid[:h, :w]
@@ -61,7 +67,9 @@ class BilateralGrid:
             xx / sigma_spatial, yy / sigma_spatial, yuv[..., 0] / sigma_luma,
             yuv[..., 1] / sigma_chroma, yuv[..., 2] / sigma_chroma
         ], axis=-1).reshape(-1, self.NDIM)
-        coords = np.rint(position).astype(np.int64)
+        # All positions are >= 0 (U, V >= 0.5 for RGB in [0, 255]), so truncation is the floor.
+        rounded = np.trunc(position) if coordinates == 'truncate' else np.rint(position)
+        coords = rounded.astype(np.int64)
         # Shift by one so that a neighbour at -1 or +1 is always inside the (padded) box: the
         # mixed-radix key below then never aliases two different vertices.
         coords -= coords.min(axis=0) - 1
@@ -152,7 +160,7 @@ def _jacobi_pcg(A, b, x0, inv_diag, maxiter, tol):
 
 def bilateral_solve(image, target, confidence=0.999, *, sigma_spatial=16, sigma_luma=16,
                     sigma_chroma=8, lam=256.0, cg_maxiter=25, cg_tol=1e-5, a_diag_min=1e-5,
-                    bistoch_iters=10, grid=None):
+                    bistoch_iters=10, grid=None, coordinates='truncate'):
     """Edge-aware smoothing of ``target`` guided by ``image`` (the fast bilateral solver).
 
     Args:
@@ -165,6 +173,8 @@ def bilateral_solve(image, target, confidence=0.999, *, sigma_spatial=16, sigma_
         a_diag_min: floor of the Jacobi preconditioner's diagonal.
         bistoch_iters: bistochastisation iterations.
         grid: an already built :class:`BilateralGrid` of ``image`` (to reuse it).
+        coordinates: 'truncate' (the original TokenCut solver) or 'round': how a pixel's grid
+            position becomes a vertex.
 
     Returns:
         (H, W) float64 solution.
@@ -174,7 +184,7 @@ def bilateral_solve(image, target, confidence=0.999, *, sigma_spatial=16, sigma_
     if target.shape != image.shape[:2]:
         raise ValueError(f'target shape {target.shape} does not match image shape {image.shape[:2]}')
     if grid is None:
-        grid = BilateralGrid(image, sigma_spatial, sigma_luma, sigma_chroma)
+        grid = BilateralGrid(image, sigma_spatial, sigma_luma, sigma_chroma, coordinates)
     c = np.broadcast_to(np.asarray(confidence, dtype=np.float64), target.shape).reshape(-1)
     t = target.reshape(-1)
 

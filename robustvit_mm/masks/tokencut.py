@@ -1,12 +1,14 @@
-"""TokenCut foreground masks (Wang et al., CVPR 2022) from self-supervised DINO ViT-B/16 features.
+"""TokenCut foreground masks (Wang et al., CVPR 2022) from self-supervised DINO ViT-B/16 features:
+the per-image algorithm. The folder job (reading images, writing masks, resuming) is
+:mod:`robustvit_mm.masks.tokencut_batch`.
 
 RobustViT's annotation-free variant fine-tunes on these masks. The authors' released generator calls
 an unpublished TokenCut variant (docs/faithfulness.md#tokencut); this module is a working
-re-implementation with the same numbers:
+re-implementation of the original TokenCut method:
 
 1. DINO ViT-B/16 (timm, weights from a local file). The image is resized with LANCZOS so that each
-   side is the nearest multiple of 16, normalised with the ImageNet mean/std; timm interpolates the
-   position embeddings (bicubic) to the patch grid.
+   side is the nearest multiple of 16, normalised with the ImageNet mean/std; the position embeddings
+   are resized to the patch grid as DINO does (:func:`dino_position_embedding`).
 2. Features = keys of the last block's self-attention, heads concatenated (768-d), CLS dropped.
 3. Normalised cut: cosine affinity binarised at ``tau`` (else ``eps``), generalised eigenproblem
    ``(D - A) v = lambda D v``, second-smallest eigenvector, split at its mean; the foreground is the side
@@ -17,19 +19,12 @@ re-implementation with the same numbers:
 5. If the refinement disagrees with the NCut mask (IoU < 0.5) or comes out empty, the NCut mask is
    kept and the case is counted. (The released code stored such masks as 0/-1 arrays which its
    dataset then silently dropped.)
-
-Masks are written as PNGs in the ImageNet-S encoding (id = G*256 + R; foreground id 1, background 0),
-so ``ImageNetSMaskDataset`` reads them unchanged. Images are read as stored, ignoring any EXIF
-orientation tag, exactly as the training pipeline reads them, so mask and image pixels line up.
 """
-import os
+import math
 import os.path as osp
-import sys
-import tempfile
-import time
 import warnings
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,15 +34,14 @@ from scipy import ndimage
 from scipy.linalg import eigh
 
 from ..compat.checkpoint_loading import load_checkpoint_file
-from ..datasets.formats import IMAGENET_NORM, encode_imagenet_s_mask, is_image_file
+from ..datasets.formats import IMAGENET_NORM
 from .bilateral_solver import bilateral_solve
 
 __all__ = [
-    'load_dino_state_dict', 'build_dino_vitb16',
-    'load_image', 'preprocess_image', 'dino_last_keys', 'ncut_affinity', 'second_smallest_eigenvector',
-    'bipartition_with_seed', 'seed_component', 'ncut', 'NCutResult', 'upsample_nearest',
-    'postprocess_refined', 'mask_iou', 'TokenCutResult', 'tokencut_mask', 'write_mask_png',
-    'make_panel', 'list_images', 'GenerationSummary', 'generate_tokencut_masks',
+    'load_dino_state_dict', 'build_dino_vitb16', 'preprocess_image', 'dino_position_embedding',
+    'dino_last_keys', 'ncut_affinity', 'second_smallest_eigenvector', 'bipartition_with_seed',
+    'seed_component', 'ncut', 'NCutResult', 'upsample_nearest', 'postprocess_refined', 'mask_iou',
+    'TokenCutResult', 'tokencut_mask',
 ]
 
 PATCH_SIZE = 16
@@ -137,14 +131,6 @@ def build_dino_vitb16(weights, device='cpu', arch=DINO_ARCH):
     return model.to(device).eval()
 
 
-def load_image(path):
-    """Open an image as RGB PIL with its pixels as stored: the EXIF orientation tag is ignored,
-    as ``LoadCheckedImage`` does at training time, so the mask fits the image the dataset reads."""
-    with Image.open(path) as img:
-        img = img.convert('RGB')
-        img.load()
-    return img
-
 
 def preprocess_image(img, patch_size=PATCH_SIZE):
     """LANCZOS-resize so each side is the nearest multiple of ``patch_size``, then ImageNet-normalise.
@@ -163,13 +149,39 @@ def preprocess_image(img, patch_size=PATCH_SIZE):
     return tensor, (feat_h, feat_w)
 
 
+
+def dino_position_embedding(pos_embed, grid_hw):
+    """DINO's position embedding for a ``grid_hw`` = (h, w) patch grid (one class token first).
+
+    As DINO's ``interpolate_pos_encoding``: unchanged for the square grid it was trained on, else
+    the patch part is resized bicubically with the scale factor ``(h + 0.1) / sqrt(N)`` (and
+    ``(w + 0.1) / sqrt(N)``), N the trained number of patches. The scale factor, not the output
+    size, sets where each output samples the input, so this differs from timm's resampling
+    (features about 0.02 apart on a ViT-B/16), and TokenCut's features are DINO's.
+    """
+    h, w = grid_hw
+    num_patches = pos_embed.shape[1] - 1
+    if h * w == num_patches and h == w:
+        return pos_embed
+    side = int(math.sqrt(num_patches))
+    dim = pos_embed.shape[-1]
+    patch = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch = F.interpolate(patch, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode='bicubic')
+    if tuple(patch.shape[-2:]) != (h, w):
+        raise RuntimeError(f'position embedding resized to {tuple(patch.shape[-2:])}, not {(h, w)}')
+    patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, dim)
+    return torch.cat([pos_embed[:, :1], patch], dim=1)
+
+
 @torch.no_grad()
 def dino_last_keys(model, inputs):
     """Keys of the last block's attention, heads concatenated, prefix tokens dropped.
 
+    The tokens get DINO's position embedding (:func:`dino_position_embedding`), not timm's.
+
     Args:
-        model: a timm ``VisionTransformer``.
-        inputs: (B, 3, H, W) normalised images.
+        model: a timm ``VisionTransformer`` with one class token (DINO ViT-B/16).
+        inputs: (B, 3, H, W) normalised images, H and W multiples of the patch size.
 
     Returns:
         (B, N_patches, num_heads * head_dim) tensor.
@@ -178,7 +190,15 @@ def dino_last_keys(model, inputs):
     store = {}
     handle = attn.qkv.register_forward_hook(lambda mod, args, out: store.__setitem__('qkv', out))
     try:
-        model.forward_features(inputs)
+        patch = model.patch_embed.patch_size[0]
+        grid = (inputs.shape[-2] // patch, inputs.shape[-1] // patch)
+        x = model.patch_embed.proj(inputs).flatten(2).transpose(1, 2)  # (B, h*w, C), row-major
+        x = model.patch_embed.norm(x)
+        x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = model.pos_drop(x + dino_position_embedding(model.pos_embed, grid))
+        x = model.norm_pre(x)
+        for block in model.blocks:
+            x = block(x)
     finally:
         handle.remove()
     qkv = store['qkv']
@@ -319,204 +339,3 @@ def tokencut_mask(model, img, device='cpu', *, tau=0.2, eps=1e-5, refine=True, i
     if iou < iou_threshold:
         return TokenCutResult(ncut_mask, ncut_mask, refined, iou, 'low_iou')
     return TokenCutResult(refined, ncut_mask, refined, iou, None)
-
-
-# ----------------------------------------------------------------------------------------------
-# Writing masks and panels
-# ----------------------------------------------------------------------------------------------
-def _atomic_write_bytes(path, data):
-    folder = osp.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.png', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _write_rgb_png(path, rgb):
-    import cv2
-
-    ok, buf = cv2.imencode('.png', np.ascontiguousarray(np.asarray(rgb)[..., ::-1]))  # RGB -> BGR
-    if not ok:
-        raise RuntimeError(f'PNG encoding failed for {path}')
-    _atomic_write_bytes(path, buf.tobytes())
-
-
-def write_mask_png(path, mask, fg_id=1):
-    """Write ``mask`` as a 3-channel ImageNet-S PNG, atomically (temporary file, then rename)."""
-    _write_rgb_png(path, encode_imagenet_s_mask(mask, fg_id))
-
-
-def make_panel(img, mask, gap=4):
-    """Side-by-side RGB panel: the image | the mask (white = foreground), with a grey gap."""
-    rgb = np.asarray(img.convert('RGB') if isinstance(img, Image.Image) else img, dtype=np.uint8)
-    m = np.repeat((np.asarray(mask, dtype=bool) * 255).astype(np.uint8)[..., None], 3, axis=2)
-    sep = np.full((rgb.shape[0], gap, 3), 128, dtype=np.uint8)
-    return np.concatenate([rgb, sep, m], axis=1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Whole-folder generation
-# ----------------------------------------------------------------------------------------------
-def list_images(img_root, exclude=()):
-    """Sorted relative paths of the images under ``img_root`` (any depth), skipping ``exclude`` dirs.
-
-    Symbolic links to folders are followed, but each real folder is listed once: a link back to an
-    ancestor (a loop) or a second link to a folder already listed is skipped with a warning naming it.
-    """
-    img_root = osp.abspath(img_root)
-    excluded = {osp.realpath(p) for p in exclude if p}
-    visited = {osp.realpath(img_root)}
-    found = []
-    for dirpath, dirnames, filenames in os.walk(img_root, followlinks=True):
-        keep = []
-        # Real folders before links of the same folder, so a folder is listed under its own name.
-        for d in sorted(dirnames, key=lambda d: (osp.islink(osp.join(dirpath, d)), d)):
-            real = osp.realpath(osp.join(dirpath, d))
-            if d.startswith('.') or real in excluded:
-                continue
-            if real in visited:
-                warnings.warn(f'{osp.join(dirpath, d)} leads to {real}, which is already listed '
-                              '(a symbolic link loop or a second link to one folder); skipped')
-                continue
-            visited.add(real)
-            keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            if is_image_file(name):
-                found.append(osp.relpath(osp.join(dirpath, name), img_root))
-    return found
-
-
-@dataclass
-class GenerationSummary:
-    images: int = 0
-    skipped: int = 0                 # masks that already existed (resume)
-    written: int = 0
-    fallback_low_iou: List[str] = field(default_factory=list)
-    fallback_empty: List[str] = field(default_factory=list)
-    failures: List[Tuple[str, str]] = field(default_factory=list)  # (image path, error)
-    seconds: float = 0.0
-
-    @property
-    def fallbacks(self):
-        return len(self.fallback_low_iou) + len(self.fallback_empty)
-
-    def line(self):
-        text = (f'images: {self.images}, masks written: {self.written}, '
-                f'skipped (already there): {self.skipped}, '
-                f'NCut fallbacks: {self.fallbacks} (IoU < 0.5: {len(self.fallback_low_iou)}, '
-                f'empty refinement: {len(self.fallback_empty)}), failures: {len(self.failures)}')
-        if self.failures:
-            text += ' [' + '; '.join(f'{p}: {e}' for p, e in self.failures) + ']'
-        return text
-
-
-class _Progress:
-    """A one-line progress bar that reports images/s."""
-
-    def __init__(self, total, file=None, width=30):
-        self.total, self.done, self.width = total, 0, width
-        self.file = file or sys.stdout
-        self.start = time.perf_counter()
-
-    def update(self):
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else float('inf')
-        filled = int(self.width * self.done / max(self.total, 1))
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        self.file.write(f'\r[{">" * filled}{" " * (self.width - filled)}] {self.done}/{self.total}, '
-                        f'{rate:.2f} images/s, elapsed {elapsed:.0f}s, ETA {eta:.0f}s')
-        if self.done == self.total:
-            self.file.write('\n')
-        self.file.flush()
-
-
-def generate_tokencut_masks(img_root, out_root, weights=None, *, model=None, device='cpu',
-                            panels_dir=None, max_per_class=None, refine=True, tau=0.2, eps=1e-5,
-                            progress=True, log_file=None, **solver_kwargs):
-    """Write a TokenCut mask for every image under ``img_root``, mirroring its folder tree.
-
-    ``img_root/<class>/<stem>.<ext>`` -> ``out_root/<class>/<stem>.png`` (ImageNet-S encoding).
-    Masks already present are skipped (resumable; writes are atomic). Unreadable images are reported
-    (warning + summary) and do not stop the run. The model is built once (or passed as ``model``).
-
-    Args:
-        weights: local DINO ViT-B/16 checkpoint (ignored when ``model`` is given).
-        panels_dir: also write image | mask panels there (same tree, PNG).
-        max_per_class: only the first N images (sorted) of each folder.
-
-    Returns:
-        :class:`GenerationSummary`.
-    """
-    log = log_file or sys.stdout
-    if not osp.isdir(img_root):
-        raise FileNotFoundError(f'image folder not found: {img_root}')
-    if osp.realpath(out_root) == osp.realpath(img_root):
-        raise ValueError(f'the mask folder must differ from the image folder {img_root}')
-    rel_paths = list_images(img_root, exclude=(out_root, panels_dir))
-    if max_per_class is not None:
-        kept, count = [], {}
-        for rel in rel_paths:
-            folder = osp.dirname(rel)
-            if count.get(folder, 0) < max_per_class:
-                count[folder] = count.get(folder, 0) + 1
-                kept.append(rel)
-        rel_paths = kept
-
-    summary = GenerationSummary(images=len(rel_paths))
-    todo, outputs = [], {}
-    for rel in rel_paths:
-        out_path = osp.join(out_root, osp.splitext(rel)[0] + '.png')
-        if out_path in outputs:
-            msg = f'same output {out_path} as {outputs[out_path]}'
-            warnings.warn(f'{osp.join(img_root, rel)}: {msg}; skipped')
-            summary.failures.append((osp.join(img_root, rel), msg))
-            continue
-        outputs[out_path] = rel
-        if osp.isfile(out_path):
-            summary.skipped += 1
-        else:
-            todo.append((rel, out_path))
-    if summary.skipped:
-        log.write(f'{summary.skipped} of {len(rel_paths)} masks already exist: skipped\n')
-    if not todo:
-        return summary
-
-    if model is None:
-        if weights is None:
-            raise ValueError('either weights (a DINO ViT-B/16 file) or model is needed')
-        model = build_dino_vitb16(weights, device=device)
-    model.eval()
-    bar = _Progress(len(todo), file=log) if progress else None
-    start = time.perf_counter()
-    for rel, out_path in todo:
-        img_path = osp.join(img_root, rel)
-        try:
-            img = load_image(img_path)
-            result = tokencut_mask(model, img, device, tau=tau, eps=eps, refine=refine,
-                                   **solver_kwargs)
-            write_mask_png(out_path, result.mask)
-            if panels_dir is not None:
-                _write_rgb_png(osp.join(panels_dir, osp.splitext(rel)[0] + '.png'),
-                               make_panel(img, result.mask))
-        except Exception as exc:  # noqa: BLE001 - one bad image must not stop a long run
-            msg = f'{type(exc).__name__}: {exc}'
-            warnings.warn(f'TokenCut failed on {img_path}: {msg}')
-            summary.failures.append((img_path, msg))
-        else:
-            summary.written += 1
-            if result.fallback == 'low_iou':
-                summary.fallback_low_iou.append(img_path)
-            elif result.fallback == 'empty_refinement':
-                summary.fallback_empty.append(img_path)
-        if bar is not None:
-            bar.update()
-    summary.seconds = time.perf_counter() - start
-    return summary

@@ -16,9 +16,13 @@ from robustvit_mm.datasets import decode_imagenet_s_mask, encode_imagenet_s_mask
 from robustvit_mm.masks import (bilateral_solve, build_dino_vitb16, generate_tokencut_masks,
                                 load_image, ncut, tokencut_mask, write_mask_png)
 from robustvit_mm.masks import tokencut as tc
-from robustvit_mm.masks.tokencut import (bipartition_with_seed, dino_last_keys, list_images,
-                                         load_dino_state_dict, make_panel, ncut_affinity,
-                                         postprocess_refined, preprocess_image, seed_component)
+from robustvit_mm.masks import tokencut_batch
+from robustvit_mm.masks.bilateral_solver import BilateralGrid
+from robustvit_mm.masks.tokencut import (bipartition_with_seed, dino_last_keys,
+                                         dino_position_embedding, load_dino_state_dict,
+                                         ncut_affinity, postprocess_refined, preprocess_image,
+                                         seed_component)
+from robustvit_mm.masks.tokencut_batch import list_images, make_panel
 from stock_run_helpers import REPO
 
 H, W = 48, 64
@@ -183,6 +187,45 @@ def test_bilateral_solver_straight_edge_and_constant_target():
     np.testing.assert_allclose(bilateral_solve(img, np.full((H, W), 0.7)), 0.7, atol=1e-9)
 
 
+def test_bilateral_grid_truncates_positions_as_the_original_solver():
+    """Oracle: the original TokenCut solver's vertices, from its description: pixel (x, y) with YUV
+    colour goes to the integer parts of (x/16, y/16, Y/16, U/8, V/8); two vertices are neighbours
+    when these differ by 1 along one axis."""
+    rs = np.random.RandomState(3)
+    img = rs.randint(0, 256, (20, 36, 3)).astype(np.uint8)
+    img[:, :12] = (17, 200, 90)                                       # and a flat region
+    rgb = img.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    yuv = np.stack([0.299 * r + 0.587 * g + 0.114 * b,
+                    128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                    128 + 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
+    yy, xx = np.mgrid[:20, :36]
+    coords = np.stack([(xx / 16).astype(int), (yy / 16).astype(int), (yuv[..., 0] / 16).astype(int),
+                       (yuv[..., 1] / 8).astype(int), (yuv[..., 2] / 8).astype(int)],
+                      axis=-1).reshape(-1, 5)
+    vertices, pixel_vertex = np.unique(coords, axis=0, return_inverse=True)
+    pixel_vertex = pixel_vertex.reshape(-1)
+
+    def neighbours(grid_of, verts):
+        n = len(verts)
+        diff = np.abs(verts[:, None, :] - verts[None, :, :]).sum(-1)
+        return {(grid_of[i], grid_of[j]) for i in range(n) for j in range(n) if diff[i, j] == 1}
+
+    for coordinates, agrees in (('truncate', True), ('round', False)):
+        grid = BilateralGrid(img, 16, 16, 8, coordinates=coordinates)
+        # The same partition of the pixels into vertices (a one-to-one map between the labels).
+        pairs = set(zip(pixel_vertex.tolist(), grid.pixel_to_vertex.tolist()))
+        same = grid.nvertices == len(vertices) == len(pairs)
+        assert same == agrees, coordinates
+        if agrees:
+            ours_of = dict(pairs)                                     # oracle vertex -> ours
+            off = grid.B - 2.0 * 5 * __import__('scipy').sparse.identity(grid.nvertices)
+            ours = {(int(i), int(j)) for i, j in zip(*off.nonzero())}
+            assert ours == neighbours([ours_of[k] for k in range(len(vertices))], vertices)
+    with pytest.raises(ValueError, match='coordinates'):
+        BilateralGrid(img, coordinates='floor')
+
+
 def test_postprocess_keeps_the_largest_foreground_blob_and_fills_holes():
     soft = np.zeros((10, 10))
     soft[:, :7] = 0.9            # big blob (70 px) ...
@@ -220,6 +263,71 @@ def test_dino_last_keys_are_the_last_blocks_keys_heads_concatenated():
     expected = (seen['x'] @ w_k.T + b_k)[:, 1:]  # CLS dropped; heads are contiguous slices
     assert keys.shape == (2, 6, dim)
     torch.testing.assert_close(keys, expected)
+
+
+def _dino_resize_oracle(grid_side, out_len):
+    """(out_len, grid_side) matrix of DINO's 1-D bicubic resampling, from the method description:
+    the scale factor is (out_len + 0.1) / sqrt(N), output j samples the input at
+    (j + 0.5) / scale - 0.5 with the cubic convolution kernel (a = -0.75), edge samples repeated."""
+    scale = (out_len + 0.1) / grid_side
+
+    def cubic(t, a=-0.75):
+        t = abs(t)
+        if t <= 1:
+            return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1
+        return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a if t < 2 else 0.0
+
+    weights = np.zeros((out_len, grid_side))
+    for j in range(out_len):
+        src = (j + 0.5) / scale - 0.5
+        base = int(np.floor(src))
+        for i in range(base - 1, base + 3):
+            weights[j, min(max(i, 0), grid_side - 1)] += cubic(src - i)
+    return weights
+
+
+@pytest.mark.parametrize('grid', [(3, 4), (20, 12), (14, 14)])
+def test_position_embedding_is_resized_as_dino_does(grid):
+    torch.manual_seed(1)
+    side, dim = 14, 5
+    pos = torch.randn(1, 1 + side * side, dim, dtype=torch.float64)
+    out = dino_position_embedding(pos, grid)
+    h, w = grid
+    patches = pos[0, 1:].reshape(side, side, dim).numpy()
+    expected = np.einsum('ia,jb,abc->ijc', _dino_resize_oracle(side, h), _dino_resize_oracle(side, w),
+                         patches).reshape(h * w, dim)
+    if grid == (side, side):                     # DINO keeps the trained embedding as it is
+        expected = patches.reshape(h * w, dim)
+    assert tuple(out.shape) == (1, 1 + h * w, dim)
+    torch.testing.assert_close(out[0, 0], pos[0, 0])                     # the class token as is
+    np.testing.assert_allclose(out[0, 1:].numpy(), expected, atol=1e-10)
+    if grid != (side, side):                                              # not timm's resampling
+        from timm.layers import resample_abs_pos_embed
+        timm_pos = resample_abs_pos_embed(pos, new_size=list(grid), num_prefix_tokens=1)
+        assert (timm_pos[0, 1:] - out[0, 1:]).abs().max() > 1e-3
+
+
+def test_dino_last_keys_use_dinos_position_embedding_on_a_non_square_grid():
+    """Oracle: a fixed-size timm ViT for exactly this grid whose position embedding is DINO's."""
+    import timm
+    model = _tiny_vit()
+    x = torch.randn(1, 3, 48, 80)                                         # a 3 x 5 grid
+    fixed = timm.create_model('vit_base_patch16_224', num_classes=0, pretrained=False, depth=2,
+                              embed_dim=48, num_heads=3, img_size=(48, 80)).eval()
+    state = dict(model.state_dict())
+    side = 14
+    patches = state['pos_embed'][0, 1:].reshape(side, side, -1).double().numpy()
+    resized = np.einsum('ia,jb,abc->ijc', _dino_resize_oracle(side, 3), _dino_resize_oracle(side, 5),
+                        patches).reshape(15, -1)
+    state['pos_embed'] = torch.cat([state['pos_embed'][:, :1],
+                                    torch.from_numpy(resized).float()[None]], dim=1)
+    fixed.load_state_dict(state)
+    seen = {}
+    fixed.blocks[-1].attn.qkv.register_forward_hook(lambda m, a, out: seen.__setitem__('qkv', out))
+    with torch.no_grad():
+        fixed.forward_features(x)
+    expected = seen['qkv'].reshape(1, 16, 3, 3, 16)[:, 1:, 1].reshape(1, 15, 48)
+    torch.testing.assert_close(dino_last_keys(model, x), expected, atol=1e-5, rtol=1e-5)
 
 
 def _save(obj, path):
@@ -312,7 +420,7 @@ def test_interrupted_write_leaves_no_mask_and_no_temporary_file(tmp_path, monkey
     def boom(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tc.os, 'replace', boom)
+    monkeypatch.setattr(tokencut_batch.os, 'replace', boom)
     with pytest.raises(KeyboardInterrupt):
         write_mask_png(str(tmp_path / 'm.png'), np.ones((4, 4), bool))
     monkeypatch.undo()
@@ -361,24 +469,37 @@ def test_symlink_loops_and_second_links_are_listed_once(tmp_path):
                        osp.join('n01484850', 'c.png')]
 
 
-def test_masks_are_drawn_on_the_stored_pixels_of_an_exif_rotated_jpeg(tmp_path):
-    """Like ImageNet-S masks: the EXIF orientation tag is ignored, so the mask pairs with the image
-    that the ImageNet-S config's LoadCheckedImage(color_type='color_ignore_orientation') reads."""
+def test_exif_rotated_jpeg_is_cut_upright_and_its_mask_written_on_the_stored_pixels(tmp_path):
+    """DINO sees the picture as a viewer shows it; the mask file is on the stored pixels (the
+    ImageNet-S convention), so LoadForegroundMask turns it with the image either way."""
     from robustvit_mm.datasets import LoadCheckedImage, LoadForegroundMask
     root, out = tmp_path / 'imgs', str(tmp_path / 'masks')
     (root / 'n01443537').mkdir(parents=True)
-    img = Image.fromarray(_two_colour_image((H, W)))
+    stored = np.zeros((H, W, 3), np.uint8)
+    stored[:] = (30, 60, 90)
+    stored[4:20, 36:60] = (250, 220, 40)          # off-centre, so a turn changes the cut
+    img = Image.fromarray(stored)
     exif = img.getexif()
-    exif[0x0112] = 6
+    exif[0x0112] = 6                              # shown rotated 90 degrees clockwise
     path = str(root / 'n01443537' / 'a.JPEG')
     img.save(path, quality=95, exif=exif.tobytes())
-    assert load_image(path).size == (W, H)
-    generate_tokencut_masks(str(root), out, model=_tiny_vit(), progress=False, refine=False)
-    mask_path = osp.join(out, 'n01443537', 'a.png')
-    assert _ids(mask_path).shape == (H, W)
-    results = LoadCheckedImage(color_type='color_ignore_orientation')(dict(img_path=path))
-    results = LoadForegroundMask()(dict(results, mask_path=mask_path))
-    assert results['fg_mask'].shape == results['img'].shape[:2] == (H, W)
+    upright, orientation = load_image(path)
+    assert orientation == 6 and upright.size == (H, W)     # PIL size is (width, height)
+    model = _tiny_vit()
+    with torch.no_grad():
+        model.pos_embed.mul_(50.0)                # features follow position: the cut sees the turn
+    generate_tokencut_masks(str(root), out, model=model, progress=False, refine=False)
+    written = _ids(osp.join(out, 'n01443537', 'a.png')) == 1
+    assert written.shape == (H, W)
+    # Oracle: the cut of the upright picture, turned back (rotate 90 counter-clockwise).
+    expected = np.rot90(tokencut_mask(model, upright, refine=False).mask, 1)
+    np.testing.assert_array_equal(written, expected)
+    on_stored = tokencut_mask(model, Image.open(path).convert('RGB'), refine=False).mask
+    assert (on_stored != expected).any()          # the orientation really matters here
+    for color_type, shape in (('color_ignore_orientation', (H, W)), ('color', (W, H))):
+        results = LoadCheckedImage(color_type=color_type)(dict(img_path=path))
+        results = LoadForegroundMask()(dict(results, mask_path=osp.join(out, 'n01443537', 'a.png')))
+        assert results['fg_mask'].shape == results['img'].shape[:2] == shape
 
 
 def test_generate_with_a_model_object_mirrors_the_tree_and_resumes(tmp_path):
