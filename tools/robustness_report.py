@@ -19,8 +19,9 @@ the paper's Tables 1-2, 3, 4 and 10-11 (``report_<table>.csv``); ``--class-split
 splits a fine-tuned model's accuracy into its training classes and the others (Tables 10-11, and
 Figure 4's chart of RobustViT's change over the original, ``report_figure-4.png``);
 ``--per-class [N]`` adds the N most improved and harmed classes of each model against the first,
-with a chart (Appendix J); ``--gallery SET`` draws the first ``--gallery-images`` images whose
-prediction flipped between ``ARCH:original`` and ``ARCH:RobustViT`` (Figure 15). docs/evaluation.md
+with a chart (Appendix J); ``--gallery SET`` draws images of ``ARCH:original`` ->
+``ARCH:RobustViT`` with both relevance maps, picked by ``--gallery-rule`` (Figure 15: the 2 most
+harmed classes and the first 3 images of each that turned right -> wrong; Figure 2; Figures 3/6). docs/evaluation.md
 has the command for each table and figure.
 
 Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std = 0.5
@@ -33,6 +34,7 @@ import sys
 
 def parse_args(argv=None):
     from robustvit_mm.experiments.report import CONFIG_DIR, PROTOCOLS, SET_BY_KEY
+    from robustvit_mm.experiments.report_gallery import RULES as GALLERY_RULES
     parser = argparse.ArgumentParser(
         description='Evaluate models on the shifted ImageNet sets and the relevance-segmentation '
         'test; write report.md / report.csv / report.png.',
@@ -50,10 +52,13 @@ def parse_args(argv=None):
     parser.add_argument('--per-class', type=int, nargs='?', const=50, default=None, metavar='N',
                         help='per-class accuracy and the N (default 50) most improved / harmed '
                         'classes of each model against the first (paper Appendix J)')
-    parser.add_argument('--gallery', metavar='SET', help='flipped-prediction gallery on this '
-                        'accuracy set (paper Figure 15)')
-    parser.add_argument('--gallery-images', type=int, default=8, metavar='N',
-                        help='images drawn per direction (wrong -> right, right -> wrong)')
+    parser.add_argument('--gallery', metavar='SET', help='examples of ARCH:original -> '
+                        'ARCH:RobustViT on this accuracy set, image | relevance before | after')
+    parser.add_argument('--gallery-rule', choices=tuple(GALLERY_RULES), default='figure-15',
+                        help='which images: ' + '; '.join(
+                            f'{k}: {v}' for k, v in GALLERY_RULES.items()))
+    parser.add_argument('--gallery-images', type=int, default=3, metavar='N',
+                        help='images drawn per group (per class for figure-15)')
     parser.add_argument('--data-root', help='folder holding the sets under their usual names')
     parser.add_argument('--protocol', choices=tuple(PROTOCOLS), default='paper')
     parser.add_argument('--out', default='work_dirs/robustness_report', help='output folder')
@@ -84,7 +89,8 @@ def main(argv=None):
             verbose=args.verbose, vis_backends=args.vis_backend,
             class_splits=dict(args.class_split), per_class=args.per_class is not None,
             top_classes=args.per_class or 50,
-            gallery=(args.gallery, args.gallery_images) if args.gallery else None)
+            gallery=(args.gallery, args.gallery_images, args.gallery_rule) if args.gallery
+            else None)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

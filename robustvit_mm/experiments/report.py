@@ -22,6 +22,7 @@ import traceback
 import uuid
 from ..datasets import PAPER_NORM
 from .report_tables import SET_BY_KEY, SETS, draw_chart, markdown_table, table_rows, write_csv
+from .report_gallery import check_gallery, gallery_models
 from .report_per_class import per_class_section
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -334,10 +335,11 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     ``ARCH:RobustViT`` against ``ARCH:original`` (or each model against the first): the
     ``top_classes`` most improved and most harmed classes of a 1,000-class set, every class of the
     others (:mod:`.report_per_class`; merged results carry them when test.py ran with
-    ``per_class=True``). ``gallery``: ``(set, N)``, the
-    first N images whose prediction flipped each way between ``ARCH:original`` and
-    ``ARCH:RobustViT`` (or the first two models), with relevance before and after (paper Figure
-    15; :mod:`robustvit_mm.experiments.report_gallery`). Every picture also goes to the visualizer's
+    ``per_class=True``). ``gallery``: ``(set, N)`` or ``(set, N, rule)``: images of
+    ``ARCH:original`` -> ``ARCH:RobustViT`` (or the first two models) with relevance before and
+    after, picked by the rule (default ``figure-15``: the 2 most harmed classes, the first N that
+    turned right -> wrong in each; ``figure-2``, ``figure-3``: see
+    :mod:`robustvit_mm.experiments.report_gallery`). Every picture also goes to the visualizer's
     backends (``vis_backends``: 'tensorboard', 'wandb').
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
@@ -354,7 +356,6 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
         read_training_classes(path)  # a wrong path fails now, not after the other sets ran
     splits = shared_class_splits([name for name, _, _ in models], class_splits)
     if gallery:
-        from .report_gallery import check_gallery
         gallery = check_gallery(gallery, [name for name, _, _ in models], results, present)
     loaded = {(name, key): load_results(path, key, protocol) for name, key, path in results}
     check_checkpoints(models)
@@ -380,7 +381,7 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
 
     jobs = [(key, model) for key, _ in present for model in models
             if key not in table.get(model[0], {})]
-    recorded = {n for pair in (gallery[2] if gallery else ()) for n in pair}
+    gallery_set, recorded = gallery_models(gallery) if gallery else (None, set())
     failed, norms, test_cfgs, predictions = False, {}, {}, {}
     for i, (key, (name, config, checkpoint)) in enumerate(jobs, 1):
         desc = f'[{i}/{len(jobs)}] {name} on {SET_BY_KEY[key].title}'
@@ -391,7 +392,7 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
                 config_dir, batch_size, num_workers, verbose, splits.get(name), per_class)
             norms.setdefault(name, norm)
             hooks = []
-            if gallery and key == gallery[0] and name in recorded:
+            if key == gallery_set and name in recorded:
                 from .report_gallery import PredictionRecorder, save_predictions
                 hooks = [PredictionRecorder()]
                 test_cfgs[name] = copy.deepcopy(cfg)

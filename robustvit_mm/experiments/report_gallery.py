@@ -1,6 +1,16 @@
-"""The flipped-prediction gallery of the robustness report (paper Figure 15): for a pair of models
-(original, RobustViT) on one set, the first images whose prediction flipped from wrong to right and
-from right to wrong, each drawn as image | relevance before | relevance after with both predictions.
+"""The example galleries of the robustness report: for a pair of models (original, RobustViT) on
+one set, images drawn as image | relevance before | relevance after with both predictions, picked
+by one of the paper's rules (:data:`RULES`):
+
+- ``figure-15`` (Appendix J, Figure 15): the 2 classes whose top-1 accuracy fell most, and of each
+  the first 3 images, in dataset order, that turned from right to wrong;
+- ``figure-2``: the first images that stay right, turn right, and turn wrong (Figure 2's "does not
+  change / corrects / ruins the prediction");
+- ``figure-3``: the first images that turn from wrong to right (Figures 3 and 6, drawn on
+  ImageNet-A, ObjectNet and SI-rotation).
+
+The paper picks Figure 15's images as the first in dataset order; for Figures 2, 3 and 6 it does not
+say how, and taking the first in dataset order is this package's choice (nothing hand-picked).
 
 Right and wrong are the set's own verdict: :class:`PredictionRecorder` reads, after each test
 iteration of the report's ``Runner.test()``, the per-image hits of the set's ``ShiftedAccuracy``
@@ -11,13 +21,26 @@ the model's weights checked), each model explaining its own prediction.
 import json
 import os
 import os.path as osp
+from collections import namedtuple
 
 import numpy as np
 from mmengine.hooks import Hook
 
 from .report_tables import ACCURACY, SET_BY_KEY, SETS, safe_name, split_name
 
-DIRECTIONS = (('fixed', 'wrong -> right'), ('broken', 'right -> wrong'))
+# What the report asked for: the set, images per group, the rule, classes (Figure 15's rule).
+GalleryRequest = namedtuple('GalleryRequest', 'set images rule classes')
+# One group of drawn examples: a file-name stem, its heading, the change each picture shows, and
+# the (before, after) records.
+Group = namedtuple('Group', 'key heading change pairs')
+RULES = {
+    'figure-15': 'the most harmed classes, the first images of each that turned right -> wrong '
+                 '(Appendix J, Figure 15)',
+    'figure-2': 'the first images that stay right, turn right and turn wrong (Figure 2)',
+    'figure-3': 'the first images that turn wrong -> right (Figures 3 and 6)',
+}
+FIGURE_15_CLASSES = 2
+FIGURE_15_IMAGES = 3
 
 
 class PredictionRecorder(Hook):
@@ -57,18 +80,57 @@ def save_predictions(out, name, key, records):
         json.dump(records, f, indent=1)
 
 
+def paired(before, after):
+    """``[(b, a)]``: the two runs' records of each image, in the set's order."""
+    by_path = {r['img_path']: r for r in after}
+    if len(by_path) != len(after) or set(by_path) != {r['img_path'] for r in before}:
+        raise ValueError('the two runs of the gallery saw different images')
+    return [(b, by_path[b['img_path']]) for b in before]
+
+
 def flipped(before, after):
     """``{'fixed': [(b, a)], 'broken': [(b, a)]}`` in the set's order: images wrong before and
     right after, and right before and wrong after."""
-    by_path = {r['img_path']: r for r in after}
-    if set(by_path) != {r['img_path'] for r in before}:
-        raise ValueError('the two runs of the gallery saw different images')
-    pairs = [(b, by_path[b['img_path']]) for b in before]
+    pairs = paired(before, after)
     return dict(fixed=[(b, a) for b, a in pairs if not b['correct'] and a['correct']],
                 broken=[(b, a) for b, a in pairs if b['correct'] and not a['correct']])
 
 
-def _draw(images, inferencers, names, results, before, after, direction, class_names):
+def class_changes(before, after):
+    """``[(class, top-1 before, top-1 after)]`` (%, per ground-truth class, from the records'
+    verdicts), sorted by the change, largest fall first (ties: class index)."""
+    by_class = {}
+    for b, a in paired(before, after):
+        by_class.setdefault(b['gt_label'], []).append((b['correct'], a['correct']))
+    rows = [(c, 100.0 * sum(x for x, _ in v) / len(v), 100.0 * sum(y for _, y in v) / len(v))
+            for c, v in by_class.items()]
+    return sorted(rows, key=lambda r: (r[2] - r[1], r[0]))
+
+
+def select_examples(before, after, rule='figure-15', images=FIGURE_15_IMAGES,
+                    classes=FIGURE_15_CLASSES):
+    """The groups of (before, after) records a gallery draws under ``rule`` (:data:`RULES`),
+    ``images`` per group, in the set's order; a group may hold fewer (Figure 15's breastplate row
+    holds 2)."""
+    pairs = paired(before, after)
+    if rule == 'figure-15':
+        harmed = [(c, b, a) for c, b, a in class_changes(before, after) if a < b][:classes]
+        return [Group(f'class{c}', f'class {c}: top-1 {b:.1f} -> {a:.1f}, the first images '
+                      'that turned right -> wrong', 'right -> wrong',
+                      [(x, y) for x, y in pairs if x['gt_label'] == c and x['correct']
+                       and not y['correct']][:images])
+                for c, b, a in harmed]
+    kinds = dict(kept=('stays right', lambda x, y: x['correct'] and y['correct']),
+                 fixed=('wrong -> right', lambda x, y: not x['correct'] and y['correct']),
+                 broken=('right -> wrong', lambda x, y: x['correct'] and not y['correct']))
+    wanted = {'figure-2': ('kept', 'fixed', 'broken'), 'figure-3': ('fixed', )}.get(rule)
+    if wanted is None:
+        raise ValueError(f'gallery rule {rule!r}: one of {", ".join(RULES)}')
+    return [Group(kind, kinds[kind][0], kinds[kind][0],
+                  [(x, y) for x, y in pairs if kinds[kind][1](x, y)][:images]) for kind in wanted]
+
+
+def _draw(images, inferencers, names, results, before, after, heading, class_names):
     """image | relevance before | relevance after | colour bar, three title lines above; drawn with
     the inferencer's panels (overlay, colour bar) and titles, texts through the visualizer."""
     from ..visualization import colour_bar, hstack_panels
@@ -81,8 +143,7 @@ def _draw(images, inferencers, names, results, before, after, direction, class_n
     canvas = np.full((3 * band + height, row.shape[1] + 2 * band, 3), 255, np.uint8)
     canvas[3 * band:, :row.shape[1]] = row
     gt = before['gt_label']
-    lines = [f'ground truth {gt} {class_names[gt] if gt < len(class_names) else ""}: '
-             f'{dict(DIRECTIONS)[direction]}']
+    lines = [f'ground truth {gt} {class_names[gt] if gt < len(class_names) else ""}: {heading}']
     for name, inferencer, result, record in zip(names, inferencers, results, (before, after)):
         verdict = 'right' if record['correct'] else 'wrong'
         lines.append(f'{name}: {inferencer.title(result)} [{verdict}]')
@@ -98,31 +159,33 @@ def _draw(images, inferencers, names, results, before, after, direction, class_n
     return visualizer.get_image()
 
 
-def draw_gallery(images, pair, configs, checkpoints, records, set_key, first=8):
-    """Draw the first ``first`` flipped images of each direction for ``pair`` = (before, after)
-    model names; ``configs`` / ``checkpoints`` / ``records`` by name. Returns the report lines."""
-    from ..datasets.imagenet_classes import imagenet_class_names
+def draw_gallery(images, pair, configs, checkpoints, records, request):
+    """Draw the examples ``request`` (a :class:`GalleryRequest`) picks for ``pair`` = (before,
+    after) model names; ``configs`` / ``checkpoints`` / ``records`` by name. Returns the report
+    lines and the drawn groups."""
     from ..apis.inferencer import RelevanceInferencer
+    from ..datasets.imagenet_classes import imagenet_class_names
     class_names = imagenet_class_names()
-    flips = flipped(records[pair[0]], records[pair[1]])
+    groups = select_examples(records[pair[0]], records[pair[1]], request.rule, request.images,
+                             request.classes)
+    folder = f'gallery/{safe_name(pair[0])}__{safe_name(pair[1])}__{request.set}'
+    tag = f'gallery_{safe_name(pair[0])}_{safe_name(pair[1])}_{request.set}'
+    lines = [f'### {pair[0]} -> {pair[1]}', '']
+    if not groups:
+        return lines + ['No class lost top-1 accuracy: nothing to draw.', ''], groups
     inferencers = [RelevanceInferencer(configs[name], checkpoints[name], classes=class_names)
                    for name in pair]
-    folder = f'gallery/{safe_name(pair[0])}__{safe_name(pair[1])}__{set_key}'
-    tag = f'gallery_{safe_name(pair[0])}_{safe_name(pair[1])}_{set_key}'
-    lines = [f'### {pair[0]} -> {pair[1]}', '']
     try:
-        for direction, title in DIRECTIONS:
-            shown = flips[direction][:first]
-            lines += [f'{title}: {len(flips[direction])} image(s), the first {len(shown)} drawn.',
-                      '']
-            for i, (before, after) in enumerate(shown):
+        for group in groups:
+            lines += [f'{group.heading}: {len(group.pairs)} image(s) drawn.', '']
+            for i, (before, after) in enumerate(group.pairs):
                 path = before['img_path']
                 results = [inf(path, target=rec['pred_label'])[0]
                            for inf, rec in zip(inferencers, (before, after))]
-                picture = _draw(images, inferencers, pair, results, before, after, direction,
+                picture = _draw(images, inferencers, pair, results, before, after, group.change,
                                 class_names)
-                file = f'{folder}/{direction}_{i:03d}.png'
-                images.add(f'{tag}_{direction}', picture, file, step=i)
+                file = f'{folder}/{group.key}_{i:03d}.png'
+                images.add(f'{tag}_{group.key}', picture, file, step=i)
                 lines.append(f'- `{path}`: ground truth {before["gt_label"]}, '
                              f'{before["pred_label"]} ({before["pred_score"]:.2f}) -> '
                              f'{after["pred_label"]} ({after["pred_score"]:.2f}) '
@@ -131,7 +194,7 @@ def draw_gallery(images, pair, configs, checkpoints, records, set_key, first=8):
     finally:
         for inferencer in inferencers:
             inferencer.close()
-    return lines, flips
+    return lines, groups
 
 
 def gallery_pairs(names):
@@ -145,15 +208,18 @@ def gallery_pairs(names):
 
 
 def check_gallery(gallery, names, results, present):
-    """``(set key, first, pairs)`` of a valid ``gallery`` request, or None."""
+    """``(request, pairs)`` for a valid ``gallery`` request (``(set, images)`` or ``(set, images,
+    rule)``, rule ``figure-15`` by default), or None."""
     if not gallery:
         return None
-    key, first = gallery
+    key, images, rule = (tuple(gallery) + ('figure-15', ))[:3]
     if key not in SET_BY_KEY or SET_BY_KEY[key].metrics is not ACCURACY:
         raise ValueError(f'--gallery {key}: an accuracy set, one of '
                          f'{", ".join(s.key for s in SETS if s.metrics is ACCURACY)}')
-    if int(first) < 1:
-        raise ValueError(f'--gallery {key} {first}: the number of images must be at least 1')
+    if rule not in RULES:
+        raise ValueError(f'--gallery-rule {rule}: one of {", ".join(RULES)}')
+    if int(images) < 1:
+        raise ValueError(f'--gallery-images {images}: the number of images must be at least 1')
     pairs = gallery_pairs(names)
     if not pairs:
         raise ValueError('--gallery needs two --models (ARCH:original and ARCH:RobustViT, or the '
@@ -164,25 +230,34 @@ def check_gallery(gallery, names, results, present):
     if merged:
         raise ValueError(f'--gallery {key}: {merged[0]} is merged from --results; the gallery '
                          'needs its predictions, so it must be evaluated here')
-    return key, int(first), pairs
+    return GalleryRequest(key, int(images), rule, FIGURE_15_CLASSES), pairs
+
+
+def gallery_models(gallery):
+    """The set a checked request draws from and the models whose predictions it records."""
+    request, pairs = gallery
+    return request.set, {name for pair in pairs for name in pair}
 
 
 def gallery_section(images, gallery, models, test_cfgs, predictions, notes):
-    """The report's Figure 15 section for a checked ``gallery`` request; ``test_cfgs`` and
+    """The report's gallery section for a checked ``gallery`` request; ``test_cfgs`` and
     ``predictions`` by model name, from the report's evaluations of the gallery's set."""
-    key, first, pairs = gallery
+    request, pairs = gallery
     checkpoints = {name: ckpt for name, _, ckpt in models}
-    lines = [f'## Flipped predictions on {SET_BY_KEY[key].title} (Figure 15)', '',
-             'Each picture: image | relevance of the first model | of the second (each explaining '
-             'its own prediction); right and wrong as the set\'s metric counts them.', '']
+    lines = [f'## Examples on {SET_BY_KEY[request.set].title} ({request.rule})', '',
+             f'Rule: {RULES[request.rule]}; up to {request.images} image(s) per group, in the '
+             'set\'s order. Each picture: image | relevance of the first model | of the second '
+             '(each explaining its own prediction); right and wrong as the set\'s metric counts '
+             'them.', '']
     for pair in pairs:
         if any(name not in predictions for name in pair):
             notes.append(f'- gallery {pair[0]} -> {pair[1]}: an evaluation failed, not drawn')
             continue
-        drawn, _ = draw_gallery(images, pair, test_cfgs, checkpoints, predictions, key, first)
+        drawn, _ = draw_gallery(images, pair, test_cfgs, checkpoints, predictions, request)
         lines += drawn
     return lines
 
 
-__all__ = ['PredictionRecorder', 'flipped', 'draw_gallery', 'gallery_pairs', 'check_gallery',
+__all__ = ['GalleryRequest', 'RULES', 'PredictionRecorder', 'paired', 'flipped', 'class_changes',
+           'select_examples', 'draw_gallery', 'gallery_pairs', 'check_gallery', 'gallery_models',
            'gallery_section']

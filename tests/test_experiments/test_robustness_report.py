@@ -439,24 +439,25 @@ def test_flipped_prediction_gallery(tmp_path):
     flips = flipped(records['ViT-T:original'], records['ViT-T:RobustViT'])
     assert sorted(b['img_path'] for b, _ in flips['fixed']) == bananas
     assert sorted(b['img_path'] for b, _ in flips['broken']) == stingrays
+    # Figure 15's rule: the harmed classes (only the stingrays fell, 100 -> 0), and of each the
+    # first images in the set's order that turned right -> wrong
+    in_order = [r['img_path'] for r in records['ViT-T:original'] if r['gt_label'] == 6]
     text = (out / 'report.md').read_text()
-    section = text[text.index('## Flipped predictions on ImageNet-A (Figure 15)'):]
+    section = text[text.index('## Examples on ImageNet-A (figure-15)'):]
     listed = [line.split('`')[1] for line in section.split('\n') if line.startswith('- `')]
-    assert sorted(listed) == sorted(bananas + stingrays)  # the junco (wrong twice) is not there
-    assert 'wrong -> right: 2 image(s), the first 2 drawn.' in section
-    assert 'right -> wrong: 2 image(s), the first 2 drawn.' in section
+    assert listed == in_order and sorted(listed) == stingrays
+    assert 'class 6: top-1 100.0 -> 0.0, the first images that turned right -> wrong: 2 image(s) ' \
+        'drawn.' in section
     folder = out / 'gallery' / 'ViT-T_original__ViT-T_RobustViT__imagenet-a'
-    assert sorted(p.name for p in folder.iterdir()) == [
-        'broken_000.png', 'broken_001.png', 'fixed_000.png', 'fixed_001.png']
+    assert sorted(p.name for p in folder.iterdir()) == ['class6_000.png', 'class6_001.png']
     import cv2
-    picture = cv2.imread(str(folder / 'fixed_000.png'))
+    picture = cv2.imread(str(folder / 'class6_000.png'))
     assert picture.shape[0] > 224 and picture.shape[1] > 3 * 224
     before, after = picture[-224:, 226:450], picture[-224:, 452:676]  # the two overlays
     assert np.abs(before.astype(int) - after.astype(int)).mean() > 1  # two different maps
     tags = tensorboard_images(out / 'vis_data')
     assert tags == {'robustness_report': 1, 'figure_4': 1,
-                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_fixed': 2,
-                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_broken': 2}
+                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_class6': 2}
     # Table 3: the three models' segmentation metrics (as in report.csv), ARCH x METHOD rows
     measured = {(r[0], r[1]): r[2:5] for r in read_csv(out / 'report.csv')[1:]}
     table_3 = read_csv(out / 'report_table-3.csv')
@@ -479,13 +480,15 @@ def test_flipped_prediction_gallery(tmp_path):
     assert f'- **ViT-T:original**: `{model_cfg}`, checkpoint `{models[0][2]}`; class split ' \
         f'`{split}`' in text
 
-    # the first N only, and requests the gallery cannot serve
+    # Figure 2's rule, the first N only: no image stays right; the first that turned right, the
+    # first that turned wrong; and requests the gallery cannot serve
     again = tmp_path / 'again'
     assert run_report(data_root=str(data), out=str(again), num_workers=0, models=models,
-                      sets=['imagenet-a'], gallery=('imagenet-a', 1)) == 0
+                      sets=['imagenet-a'], gallery=('imagenet-a', 1, 'figure-2')) == 0
     section = (again / 'report.md').read_text()
     listed = [line.split('`')[1] for line in section.split('\n') if line.startswith('- `')]
     assert listed == [flips['fixed'][0][0]['img_path'], flips['broken'][0][0]['img_path']]
+    assert 'stays right: 0 image(s) drawn.' in section
     with pytest.raises(ValueError, match='--gallery imagenet-segmentation: an accuracy set'):
         run_report(data_root=str(data), out=str(again), models=models,
                    gallery=('imagenet-segmentation', 1))
