@@ -232,3 +232,23 @@ def test_docs_teach_one_name_per_explainer(path):
         text = f.read()
     aliases = re.findall(r"""['"`](rollout|raw)['"`]""", text)
     assert not aliases, f'{rel(path)} teaches {aliases}; use attention_rollout / raw_attention'
+
+
+CONFIG_KEYS = {'test_dataloader', 'test_evaluator', 'test_cfg', 'test_pipeline'}
+
+
+@pytest.mark.parametrize('path', markdown_files(), ids=rel)
+def test_tests_the_docs_name_exist(path):
+    """A test file or test function a doc names as its evidence is there (docs/reliability.md's
+    test column among them)."""
+    test_files = glob(osp.join(REPO, 'tests', '**', '*.py'), recursive=True)
+    defined = set()
+    for test_file in test_files:
+        with open(test_file, encoding='utf-8') as f:
+            defined |= set(re.findall(r'^def (test_\w+)', f.read(), re.M))
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    missing = [p for p in re.findall(r'tests/[\w/]+\.py', text) if not osp.exists(osp.join(REPO, p))]
+    missing += [name for name in re.findall(r'(?<![\w/.])(test_\w+)(?![\w/]|\.py)', text)
+                if name not in defined and name not in CONFIG_KEYS]
+    assert not missing, f'{rel(path)} names tests that do not exist: {sorted(set(missing))}'
