@@ -1,5 +1,5 @@
-# Runtime of the RobustViT configs: mmpretrain's default runtime plus the plugin and the paper's
-# checkpoint rule (keep the lowest validation loss over held-out classes, ties -> later epoch).
+# Runtime of the RobustViT configs: mmpretrain's default runtime plus the plugin and the released
+# code's checkpoint rule (keep the lowest validation loss on held-out classes; ties -> later epoch).
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 # `custom_imports` (loading the plugin) comes with the mask dataset bases: mmengine forbids the same

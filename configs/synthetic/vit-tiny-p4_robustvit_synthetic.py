@@ -1,4 +1,4 @@
-# (c) RobustViT fine-tuning on the built-in benchmark: the PAPER's method config, unchanged except
+# (c) RobustViT fine-tuning on the built-in benchmark: the ViT-B/16 RobustViT config, unchanged but
 # for the model size, the data, the learning rate and the number of epochs.
 #
 # Inherited from configs/robustvit/vit-base-p16_robustvit_imagenet-s.py: RelevanceGuidedClassifier
@@ -15,7 +15,7 @@
 # masked_val/ (5 per class).
 #
 # Why the synthetic data base is read with Config.fromfile instead of listed in `_base_`: both the
-# paper config (through its ImageNet-S data base) and configs/_base_/datasets/synthetic_spurious.py
+# ViT-B config (through its ImageNet-S data base) and configs/_base_/datasets/synthetic_spurious.py
 # define `custom_imports`, `data_root` and `data_preprocessor`, and mmengine forbids a key in two
 # bases of one config. Reading the file here and picking its named dataloaders is equivalent.
 from mmengine import Config
@@ -35,7 +35,7 @@ model = dict(
         img_size=24,
         patch_size=4),
     head=dict(num_classes=10, in_channels=96))
-data_preprocessor = dict(num_classes=10)   # mean = std = 127.5, to_rgb: as the paper and the data base
+data_preprocessor = dict(num_classes=10)   # mean = std = 127.5, to_rgb: the released code's
 
 # Data: the synthetic named dataloaders replace the ImageNet-S ones (`_delete_`: no key of the
 # ImageNet-S dataset dicts may survive the merge).
@@ -45,7 +45,7 @@ val_dataloader = dict(_delete_=True, **_data.finetune_val_dataloader)
 val_dataloader.update(batch_size=50)
 test_dataloader = dict(_delete_=True, **_data.shifted_mask_test_dataloader)
 
-# Learning rate, batch and length (the schedule's shape, AdamW and its weight decay are the paper's).
+# Learning rate, batch and length (the schedule's shape, AdamW, weight decay: the released code's).
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
 train_cfg = dict(max_epochs=60, val_interval=10)
 auto_scale_lr = dict(base_batch_size=10)

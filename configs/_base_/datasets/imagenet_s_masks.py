@@ -30,7 +30,7 @@ dataset_type = 'ImageNetSMaskDataset'
 data_root = 'data/imagenet'
 data_prefix = dict(img_path='train', mask_path='ImageNetS919/train-semi-segmentation')
 
-# The paper normalises every model with mean = std = 0.5 (docs/faithfulness.md#normalisation);
+# The released code normalises every model with mean = std = 0.5 (faithfulness.md#normalisation);
 # images are loaded BGR. These are robustvit_mm.datasets.PAPER_NORM.
 data_preprocessor = dict(
     num_classes=1000,
