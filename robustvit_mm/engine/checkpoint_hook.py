@@ -1,4 +1,4 @@
-"""Best-checkpoint selection with the paper's tie rule."""
+"""Best-checkpoint selection with the released code's tie rule (docs/faithfulness.md#best-checkpoint)."""
 from mmengine.hooks import CheckpointHook
 from mmpretrain.registry import HOOKS
 

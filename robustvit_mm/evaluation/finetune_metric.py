@@ -1,4 +1,5 @@
-"""The fine-tuning objective on held-out data: what the paper selects checkpoints on (docs/faithfulness.md#best-checkpoint)."""
+"""The fine-tuning objective on held-out data: what the released code keeps the best checkpoint by
+(docs/faithfulness.md#best-checkpoint)."""
 from collections import defaultdict
 
 import numpy as np
