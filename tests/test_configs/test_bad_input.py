@@ -339,7 +339,7 @@ def test_stock_test_py_refuses_a_checkpoint_of_another_architecture(tmp_path):
 
 @pytest.mark.slow
 def test_train_and_val_class_splits_that_differ_are_refused_by_the_stock_train_py(tmp_path):
-    """Another split_seed on the val side only used to validate on training classes, silently."""
+    """Another split_seed on the val side only would validate on training classes, silently."""
     tree = make_tree(tmp_path / 'data')
     pretrained = tmp_path / 'pretrained.pth'
     config = write_config(tmp_path / 'tiny.py', tree, pretrained,

@@ -2,7 +2,7 @@
 model of its config (every tensor used, none left over) and gives timm's logits.
 
 The timm models are built tiny with random weights (layer scales and gammas random too, so a wrong
-mapping shows); the mmpretrain models are the new configs' backbones with a tiny ``arch``.
+mapping shows); the mmpretrain models are the configs' backbones with a tiny ``arch``.
 """
 import os
 import os.path as osp
