@@ -30,8 +30,8 @@ from mmpretrain.registry import MODELS
 from torch import nn
 
 from ..relevance import AttentionRecorder
-from .classifier import (RelevanceGuidedClassifier, RelevanceGuidedTimmClassifier, attach_loss_terms,
-                         refuse_batch_augments, sample_masks)
+from .classifier import attach_loss_terms, refuse_batch_augments, sample_masks
+from .classifier_backends import ImageClassifierBackend, TimmClassifierBackend
 from .losses import check_mask_rules, reverse_mask
 
 
@@ -195,9 +195,9 @@ class InputGradientGuidedMixin:
             says ``relevance_loss=None``), ``relevance_target`` 'gt' (the penalised score uses the
             label) and ``create_graph`` False (the penalty's double backward is governed by
             ``saliency_loss.reference_compat``). Anything else is refused, naming the key.
-    The subclasses provide ``_logits``, ``_classification_loss_module``,
-    ``_classification_losses`` and ``_predictions``, the same plumbing as the relevance-guided
-    classifiers (reused from them).
+    A backend mixin (:mod:`.classifier_backends`, shared with the relevance-guided classifiers)
+    provides ``_logits``, ``_classification_loss_module``, ``_classification_losses`` and
+    ``_predictions``.
     """
 
     def _init_saliency(self, saliency_loss, val_loss, relevance_loss=None, relevance_target='gt',
@@ -256,7 +256,8 @@ class InputGradientGuidedMixin:
 
 
 @MODELS.register_module()
-class InputGradientGuidedClassifier(InputGradientGuidedMixin, ImageClassifier):
+class InputGradientGuidedClassifier(InputGradientGuidedMixin, ImageClassifierBackend,
+                                    ImageClassifier):
     """GradMask / RRR fine-tuning of an mmpretrain ``ImageClassifier``.
 
     ``loss()`` = ``saliency_loss`` (logged as ``loss_gradmask`` or ``loss_rrr``; its weight is the
@@ -277,15 +278,10 @@ class InputGradientGuidedClassifier(InputGradientGuidedMixin, ImageClassifier):
         self._init_saliency(saliency_loss, val_loss, relevance_loss, relevance_target,
                             create_graph)
 
-    # The same logits / CE ('loss' renamed 'loss_cls') / prediction plumbing as RobustViT's.
-    _logits = RelevanceGuidedClassifier._logits
-    _classification_loss_module = RelevanceGuidedClassifier._classification_loss_module
-    _classification_losses = RelevanceGuidedClassifier._classification_losses
-    _predictions = RelevanceGuidedClassifier._predictions
-
 
 @MODELS.register_module()
-class InputGradientGuidedTimmClassifier(InputGradientGuidedMixin, TimmClassifier):
+class InputGradientGuidedTimmClassifier(InputGradientGuidedMixin, TimmClassifierBackend,
+                                        TimmClassifier):
     """GradMask / RRR fine-tuning of a timm model in mmpretrain's ``TimmClassifier`` (AugReg ViTs).
 
     Use ``loss=dict(type='ConfidenceBoostingLoss', target='gt', loss_weight=lambda_cls)`` (or
@@ -298,8 +294,3 @@ class InputGradientGuidedTimmClassifier(InputGradientGuidedMixin, TimmClassifier
         super().__init__(*args, **kwargs)
         self._init_saliency(saliency_loss, val_loss, relevance_loss, relevance_target,
                             create_graph)
-
-    _logits = RelevanceGuidedTimmClassifier._logits
-    _classification_loss_module = RelevanceGuidedTimmClassifier._classification_loss_module
-    _classification_losses = RelevanceGuidedTimmClassifier._classification_losses
-    _predictions = RelevanceGuidedTimmClassifier._predictions

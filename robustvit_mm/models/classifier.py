@@ -12,6 +12,7 @@ from mmpretrain.models.classifiers import ImageClassifier, TimmClassifier
 from mmpretrain.registry import MODELS
 
 from ..relevance import AttentionRecorder, gae_combine
+from .classifier_backends import ImageClassifierBackend, TimmClassifierBackend
 
 RELEVANCE_TARGETS = ('gt', 'pred')
 
@@ -68,7 +69,9 @@ def attach_loss_terms(predictions, terms):
 
 
 class RelevanceGuidedMixin:
-    """The RobustViT loss on top of a classifier that gives logits; subclasses say how.
+    """The RobustViT loss on top of a classifier that gives logits; a backend mixin
+    (:mod:`.classifier_backends`) says how (``_logits``, ``_classification_loss_module``,
+    ``_classification_losses``, ``_predictions``).
 
     Args (shared by the registered classifiers):
         relevance_loss: config of the relevance loss (default :class:`RelevanceFinetuneLoss`).
@@ -89,19 +92,6 @@ class RelevanceGuidedMixin:
         self.val_loss = val_loss
         AttentionRecorder(self)  # fail now, not at the first iteration, for a non-ViT backbone
         refuse_batch_augments(self)
-
-    # -- what the subclasses provide --
-    def _logits(self, inputs):
-        raise NotImplementedError
-
-    def _classification_loss_module(self):
-        raise NotImplementedError
-
-    def _classification_losses(self, logits, data_samples):
-        raise NotImplementedError
-
-    def _predictions(self, logits, data_samples):
-        raise NotImplementedError
 
     # -- the method --
     def _relevance_forward(self, inputs, data_samples, keep_graph):
@@ -150,7 +140,7 @@ class RelevanceGuidedMixin:
 
 
 @MODELS.register_module()
-class RelevanceGuidedClassifier(RelevanceGuidedMixin, ImageClassifier):
+class RelevanceGuidedClassifier(RelevanceGuidedMixin, ImageClassifierBackend, ImageClassifier):
     """RobustViT fine-tuning for an mmpretrain ViT-family ``ImageClassifier``.
 
     ``loss()`` = relevance loss (GAE relevance for the GT class vs the foreground mask) + the head's
@@ -163,23 +153,10 @@ class RelevanceGuidedClassifier(RelevanceGuidedMixin, ImageClassifier):
         super().__init__(*args, **kwargs)
         self._init_relevance(relevance_loss, relevance_target, create_graph, val_loss)
 
-    def _logits(self, inputs):
-        return self.head(self.extract_feat(inputs))
-
-    def _classification_loss_module(self):
-        return self.head.loss_module
-
-    def _classification_losses(self, logits, data_samples):
-        losses = self.head._get_loss(logits, data_samples)
-        # The head calls its CE 'loss', which would shadow the total that mmengine logs as 'loss'.
-        return {('loss_cls' if k == 'loss' else k): v for k, v in losses.items()}
-
-    def _predictions(self, logits, data_samples):
-        return self.head._get_predictions(logits, data_samples)
-
 
 @MODELS.register_module()
-class RelevanceGuidedTimmClassifier(RelevanceGuidedMixin, TimmClassifier):
+class RelevanceGuidedTimmClassifier(RelevanceGuidedMixin, TimmClassifierBackend,
+                                    TimmClassifier):
     """RobustViT fine-tuning for a timm ViT inside mmpretrain's ``TimmClassifier`` (AugReg models).
 
     Use ``loss=dict(type='ConfidenceBoostingLoss', loss_weight=0.2, temperature=1.0)`` for the
@@ -190,15 +167,3 @@ class RelevanceGuidedTimmClassifier(RelevanceGuidedMixin, TimmClassifier):
                  val_loss=True, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_relevance(relevance_loss, relevance_target, create_graph, val_loss)
-
-    def _logits(self, inputs):
-        return self.model(inputs)
-
-    def _classification_loss_module(self):
-        return self.loss_module
-
-    def _classification_losses(self, logits, data_samples):
-        return {'loss_cls': self._get_loss(logits, data_samples)['loss']}
-
-    def _predictions(self, logits, data_samples):
-        return self._get_predictions(logits, data_samples)

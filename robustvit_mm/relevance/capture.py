@@ -30,8 +30,6 @@ from timm.models.beit import Beit as TimmBeit
 from timm.models.eva import Eva as TimmEva
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
-MMPRETRAIN_BACKBONES = (MMPretrainViT, BEiTViT)  # ViTEVA02, DeiT3, distilled DeiT: subclasses
-TIMM_MODELS = (TimmViT, TimmBeit, TimmEva)
 SUPPORTED_MODELS = (
     'an mmpretrain ImageClassifier whose backbone is a VisionTransformer (vit, deit, deit3, '
     'distilled DeiT, DINOv2 archs), BEiTViT (BEiT, BEiT-v2) or ViTEVA02 (EVA-02); an mmpretrain '
@@ -59,19 +57,109 @@ def unwrap_model(model):
     return model
 
 
+class FamilyAdapter:
+    """What differs between the two families of ViT implementations, in one place: which classes
+    belong to it, the tokens before the patches, the patch size, the pooling setting, the blocks,
+    how a block's attention map is recorded and the patch grid of a forward."""
+    name = None
+    model_classes = ()
+
+    def num_prefix(self, vit):
+        """Tokens before the patch tokens: class token (+ distillation token / registers)."""
+        raise NotImplementedError
+
+    def patch_size(self, vit):
+        raise NotImplementedError
+
+    def pooling(self, vit):
+        """``(pooling, setting)``: 'token', 'avg' or None (unknown), and the setting that says it."""
+        raise NotImplementedError
+
+    def blocks(self, vit):
+        raise NotImplementedError
+
+    def recording(self, attn):
+        """'sdpa' (replace the fused-kernel attribute), 'attn_drop' (hook the dropout applied to
+        the explicit softmax) or None (this attention cannot be recorded)."""
+        raise NotImplementedError
+
+    def grid(self, patch_embed, args, output):
+        """The ``(h, w)`` patch grid, from the patch embedding's forward hook."""
+        raise NotImplementedError
+
+
+class MMPretrainAdapter(FamilyAdapter):
+    name = 'mmpretrain'
+    model_classes = (MMPretrainViT, BEiTViT)  # ViTEVA02, DeiT3, distilled DeiT: subclasses
+
+    def num_prefix(self, vit):
+        return vit.num_extra_tokens
+
+    def patch_size(self, vit):
+        return tuple(vit.patch_embed.projection.stride)
+
+    def pooling(self, vit):
+        return ({'cls_token': 'token', 'avg_featmap': 'avg'}.get(vit.out_type),
+                f'out_type={vit.out_type!r}')
+
+    def blocks(self, vit):
+        return vit.layers
+
+    def recording(self, attn):
+        if isinstance(attn, MultiheadAttention):
+            return 'sdpa'
+        if isinstance(attn, (BEiTAttention, AttentionWithRoPE)):
+            return 'attn_drop'
+        return None
+
+    def grid(self, patch_embed, args, output):
+        return tuple(output[1])
+
+
+class TimmAdapter(FamilyAdapter):
+    name = 'timm'
+    model_classes = (TimmViT, TimmBeit, TimmEva)
+
+    def num_prefix(self, vit):
+        return vit.num_prefix_tokens
+
+    def patch_size(self, vit):
+        return tuple(vit.patch_embed.patch_size)
+
+    def pooling(self, vit):
+        if getattr(vit, 'attn_pool', None) is not None:
+            return None, 'attention pooling (global_pool="map")'
+        return ({'token': 'token', 'avg': 'avg'}.get(vit.global_pool),
+                f'global_pool={vit.global_pool!r}')
+
+    def blocks(self, vit):
+        return vit.blocks
+
+    def recording(self, attn):
+        if hasattr(attn, 'fused_attn') and isinstance(getattr(attn, 'attn_drop', None),
+                                                      torch.nn.Module):
+            return 'attn_drop'
+        return None
+
+    def grid(self, patch_embed, args, output):
+        return tuple(patch_embed.dynamic_feat_size(tuple(args[0].shape[-2:])))
+
+
+ADAPTERS = {adapter.name: adapter for adapter in (MMPretrainAdapter(), TimmAdapter())}
+
+
 def find_vit(model):
-    """Return ``(vit, family)`` for a supported model; ``family`` is 'mmpretrain' or 'timm'.
+    """Return ``(vit, family)`` for a supported model; ``family`` is 'mmpretrain' or 'timm'
+    (``ADAPTERS[family]`` knows its details).
 
     Raises :class:`UnsupportedModelError` (a ``TypeError``) saying why for any other model.
     """
     model = unwrap_model(model)
     candidates = [model, getattr(model, 'backbone', None), getattr(model, 'model', None)]
     for candidate in candidates:
-        if isinstance(candidate, MMPRETRAIN_BACKBONES):
-            family = 'mmpretrain'
-        elif isinstance(candidate, TIMM_MODELS):
-            family = 'timm'
-        else:
+        family = next((name for name, adapter in ADAPTERS.items()
+                       if isinstance(candidate, adapter.model_classes)), None)
+        if family is None:
             continue
         if candidate.cls_token is None:
             raise UnsupportedModelError(
@@ -92,29 +180,9 @@ def find_vit(model):
         f'Relevance maps are not supported for {what}. Supported: {SUPPORTED_MODELS}.')
 
 
-def num_prefix_tokens(vit, family):
-    """Tokens before the patch tokens: class token (+ distillation token / registers)."""
-    if family == 'mmpretrain':
-        return vit.num_extra_tokens
-    return vit.num_prefix_tokens
-
-
-def patch_size(vit, family):
-    if family == 'mmpretrain':
-        return tuple(vit.patch_embed.projection.stride)
-    return tuple(vit.patch_embed.patch_size)
-
-
 def readout(vit, family):
     """Which tokens' outputs reach the head: 'token' (the class token) or 'avg' (patch mean)."""
-    if family == 'mmpretrain':
-        pooling = {'cls_token': 'token', 'avg_featmap': 'avg'}.get(vit.out_type)
-        setting = f'out_type={vit.out_type!r}'
-    elif getattr(vit, 'attn_pool', None) is not None:
-        pooling, setting = None, 'attention pooling (global_pool="map")'
-    else:
-        pooling = {'token': 'token', 'avg': 'avg'}.get(vit.global_pool)
-        setting = f'global_pool={vit.global_pool!r}'
+    pooling, setting = ADAPTERS[family].pooling(vit)
     if pooling is None:
         raise UnsupportedModelError(
             f'{type(vit).__name__} with {setting}: relevance is read from the class token '
@@ -124,29 +192,24 @@ def readout(vit, family):
 
 
 def attention_modules(vit, family):
-    """Per block, ``(attention module, how its map is recorded)``: 'sdpa' (replace the fused kernel
-    attribute) or 'attn_drop' (hook the dropout applied to the explicit softmax)."""
+    """Per block, ``(attention module, how its map is recorded)``: 'sdpa' or 'attn_drop'
+    (:meth:`FamilyAdapter.recording`)."""
     if getattr(vit, 'grad_checkpointing', False):
         raise UnsupportedModelError(
             f'{type(vit).__name__} has gradient checkpointing on: its blocks are recomputed in the '
             'backward pass, outside the recorder, so the recorded maps are not the tensors autograd '
             'differentiates. Turn it off (model.set_grad_checkpointing(False)).')
-    blocks = vit.layers if family == 'mmpretrain' else vit.blocks
+    adapter = ADAPTERS[family]
     found = []
-    for index, block in enumerate(blocks):
+    for index, block in enumerate(adapter.blocks(vit)):
         attn = getattr(block, 'attn', None)
-        if family == 'mmpretrain' and isinstance(attn, MultiheadAttention):
-            found.append((attn, 'sdpa'))
-        elif family == 'mmpretrain' and isinstance(attn, (BEiTAttention, AttentionWithRoPE)):
-            found.append((attn, 'attn_drop'))
-        elif (family == 'timm' and hasattr(attn, 'fused_attn')
-              and isinstance(getattr(attn, 'attn_drop', None), torch.nn.Module)):
-            found.append((attn, 'attn_drop'))
-        else:
+        how = adapter.recording(attn) if attn is not None else None
+        if how is None:
             raise UnsupportedModelError(
                 f'{type(vit).__name__} block {index} ({type(block).__name__}): its attention '
                 f'({type(attn).__name__}) does not expose post-softmax probabilities in a way '
                 'that can be recorded.')
+        found.append((attn, how))
     return found
 
 
@@ -168,8 +231,9 @@ class AttentionRecorder:
 
     def __init__(self, model):
         self.vit, self.family = find_vit(model)
-        self.num_prefix = num_prefix_tokens(self.vit, self.family)
-        self.patch_size = patch_size(self.vit, self.family)
+        self.adapter = ADAPTERS[self.family]
+        self.num_prefix = self.adapter.num_prefix(self.vit)
+        self.patch_size = self.adapter.patch_size(self.vit)
         self.readout = readout(self.vit, self.family)
         self.maps = []
         self.grid = None
@@ -244,12 +308,8 @@ class AttentionRecorder:
                 lambda module, args, output, i=index: self._record(i, output))
             self._undo.append(handle.remove)
 
-        if self.family == 'mmpretrain':
-            def on_patch_embed(module, args, output):
-                self.grid = tuple(output[1])
-        else:
-            def on_patch_embed(module, args, output):
-                self.grid = tuple(module.dynamic_feat_size(tuple(args[0].shape[-2:])))
+        def on_patch_embed(module, args, output):
+            self.grid = self.adapter.grid(module, args, output)
         # Frozen layers (frozen_stages, requires_grad_(False)) would leave early maps outside the
         # graph and autograd.grad could not reach them: then the input carries the graph instead.
         input_needs_grad = any(not p.requires_grad for p in self.vit.parameters())

@@ -32,6 +32,7 @@ from torch import nn
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.baselines import GradMaskLoss, RRRLoss
 from robustvit_mm.models.losses import reverse_mask
+from masked_samples import masked_samples
 from stock_run_helpers import AUGMENTED_PIPELINES, REPO, save_pretrained, scalars
 
 BASELINES = osp.join(REPO, 'configs', 'baselines')
@@ -66,20 +67,8 @@ def build_classifier(penalty='GradMaskLoss', family='mmpretrain', **loss_kwargs)
     return model
 
 
-def samples(batch, size=SIZE, ignore=False):
-    out = []
-    for i in range(batch):
-        mask = np.zeros((size, size), np.float32)
-        mask[4 + i:16 + i, 8:20] = 1
-        mask[3 + i, 8:20] = 0.5  # a fractional (bilinear) boundary row
-        ignore_mask = np.zeros_like(mask)
-        if ignore:
-            ignore_mask[:2] = 1
-        sample = DataSample().set_gt_label((2 * i + 1) % CLASSES)
-        sample.set_field(mask, 'fg_mask')
-        sample.set_field(ignore_mask, 'ignore_mask')
-        out.append(sample)
-    return out
+def samples(batch, size=SIZE):
+    return masked_samples(batch, size, CLASSES)
 
 
 def mask_tensor(data):

@@ -12,6 +12,8 @@ import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.models.timm_weights import convert_timm_checkpoint
 from robustvit_mm.relevance import gae_relevance
 
+from masked_samples import masked_samples
+
 EMBED, SIZE, PATCH, CLASSES = 48, 32, 4, 10
 
 
@@ -34,19 +36,8 @@ def build_classifier(head=None, **kwargs):
     return model
 
 
-def samples(batch, size=SIZE, ignore=False):
-    out = []
-    for i in range(batch):
-        mask = np.zeros((size, size), np.float32)
-        mask[4 + i:16 + i, 8:20] = 1
-        ignore_mask = np.zeros_like(mask)
-        if ignore:
-            ignore_mask[:4] = 1
-        sample = DataSample().set_gt_label(i % CLASSES)
-        sample.set_field(mask, 'fg_mask')
-        sample.set_field(ignore_mask, 'ignore_mask')
-        out.append(sample)
-    return out
+def samples(batch, size=SIZE):
+    return masked_samples(batch, size, CLASSES)
 
 
 # ---------------------------------------------------------------- losses by hand
@@ -120,7 +111,7 @@ def test_loss_is_one_forward_with_relevance_for_the_gt_class():
     assert not losses['relevance_iou'].requires_grad
 
     # Same numbers as the public API + the loss modules on a separate forward.
-    relevance, logits = gae_relevance(model, inputs, torch.tensor([0, 1, 2]))
+    relevance, logits = gae_relevance(model, inputs, torch.cat([d.gt_label for d in data]))
     masks = torch.stack([torch.from_numpy(d.fg_mask) for d in data])[:, None]
     expected = model.relevance_loss(relevance, masks)
     assert losses['loss_background'].item() == pytest.approx(expected['loss_background'].item(),
@@ -265,3 +256,13 @@ def test_paper_hparams_data_file_is_complete():
             assert set(values) == {'lambda_cls', 'lambda_bg', 'lr'}
             assert all(v > 0 for v in values.values())
     assert 'provenance' in hparams['baselines'] and 'provenance' in hparams['robustvit']
+
+
+@pytest.mark.parametrize('kind', ['RelevanceGuidedClassifier', 'InputGradientGuidedClassifier'])
+def test_a_head_wider_than_the_backbone_fails_at_build_naming_both_widths_and_the_key(kind):
+    head = dict(type='ConfidenceBoostingHead', num_classes=CLASSES, in_channels=2 * EMBED)
+    extra = dict(relevance_loss=None) if kind == 'InputGradientGuidedClassifier' else {}
+    with pytest.raises(ValueError, match=rf'model\.head\.in_channels={2 * EMBED}, but the backbone '
+                                         rf'VisionTransformer gives {EMBED}-dim features.*set '
+                                         rf'model\.head\.in_channels={EMBED}'):
+        MODELS.build(dict(type=kind, backbone=tiny_backbone(), head=head, **extra))

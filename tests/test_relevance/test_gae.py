@@ -494,12 +494,31 @@ def test_rollout_and_raw_attention_match_simple_references(tiny_model, family):
                                reference_rollout(model, inputs, 4, prefix, last_only=True).detach(),
                                atol=1e-5, rtol=0)
 
-    # Class-agnostic: the targets are accepted and ignored.
-    other, _ = attention_rollout(model, inputs, torch.tensor([3, 4]))
-    torch.testing.assert_close(other, rollout, atol=0, rtol=0)
+    # Class-agnostic: the targets are accepted and ignored, and a warning says so.
+    for explain, plain in ((attention_rollout, rollout), (raw_attention, raw)):
+        with pytest.warns(UserWarning, match=f'{explain.__name__} is class-agnostic: the targets '
+                                             'passed are ignored'):
+            other, _ = explain(model, inputs, torch.tensor([3, 4]))
+        torch.testing.assert_close(other, plain, atol=0, rtol=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # no targets: nothing to warn about
+            explain(model, inputs)
     # ...and different from GAE (otherwise the comparison in the paper would be meaningless).
     gae, _ = gae_relevance(model, inputs)
     assert not torch.allclose(gae, rollout, atol=1e-2)
+
+
+def test_pixel_values_instead_of_normalised_images_are_warned_about(tiny_model):
+    model = tiny_model('vit')
+    pixels = torch.randint(0, 256, (2, 3, 32, 32)).float()
+    with pytest.warns(UserWarning, match=r'inputs reach \|x\| = 25\d.*0-255 pixel values.*'
+                                         r'data_preprocessor'):
+        gae_relevance(model, pixels)
+    normalised = (pixels - 127.5) / 127.5
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        gae_relevance(model, normalised)
+        gae_relevance(model, torch.randn(2, 3, 32, 32) * 2.5)  # ImageNet-normalised range
 
 
 # --------------------------------------------------------------------------- explainer lookup
