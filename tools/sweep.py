@@ -5,13 +5,15 @@
         train_dataloader.dataset.data_root=data/imagenet \
         val_dataloader.dataset.data_root=data/imagenet \
         test_dataloader.dataset.data_root=data/imagenet
-    python tools/sweep.py lr-grid CONFIG --values 0.5,1,2
+    python tools/sweep.py lr-grid CONFIG --values 1e-6,2e-6,3e-6
     python tools/sweep.py --list                        # the families, their values and rules
 
 Each point is a set of --cfg-options overrides of CONFIG, trained in work_dirs/<sweep>/<point>/ and
-tested on its best checkpoint (the config's test split: the held-out classes). A rerun skips
-finished points and resumes interrupted ones. Results: work_dirs/<sweep>/sweep_results.json (a JSON
-list of {point, config, overrides, work_dir, metrics, checkpoint}) and sweep_summary.{csv,md}.
+tested on its best (or --checkpoint last) checkpoint (the config's test split: the held-out classes).
+A rerun skips finished points, resumes interrupted ones and tests again the points tested with
+another --checkpoint. Stopping the sweep (Ctrl-C, kill) stops its running train.py / test.py too.
+Results: work_dirs/<sweep>/sweep_results.json (a JSON list of {point, config, overrides, work_dir,
+metrics, checkpoint, tested_checkpoint, images_per_class}) and sweep_summary.{csv,md}.
 Shifted-set numbers of each point: tools/robustness_report.py --model POINT CONFIG CHECKPOINT
 (docs/reproduce.md).
 """
@@ -20,6 +22,8 @@ import os
 import sys
 
 from mmengine.config import DictAction
+
+from robustvit_mm.utils.cli import exit_with, run_tool, start_tool
 
 
 def parse_args(argv=None):
@@ -33,18 +37,22 @@ def parse_args(argv=None):
     parser.add_argument('--name', help='sweep name (default: <config stem>_<family>)')
     parser.add_argument('--work-dir', help='sweep root (default: work_dirs/<name>)')
     parser.add_argument('--checkpoint', choices=('best', 'last'), default='best',
-                        help='checkpoint each point is tested with (default: best, the '
-                        'paper\'s rule)')
+                        help='checkpoint each point is tested with (default: best, the lowest '
+                        'validation loss: this package\'s choice)')
+    parser.add_argument('--lr-rule', choices=('paper', 'near-best'), default='paper',
+                        help='lr-grid: how the lr is selected (default: paper, Section 4\'s rule '
+                        'against the pretrained model; near-best: within 1 point of the best lr)')
     parser.add_argument('--keep-going', action='store_true',
                         help='report a failed point and go on with the others')
     parser.add_argument('--dry-run', action='store_true',
-                        help='check the keys and print the points and commands; launch nothing')
+                        help='check the keys and print the points and the train and test commands; '
+                        'launch nothing')
     parser.add_argument('--report', metavar='DATA_ROOT',
                         help='then evaluate the pretrained model and every point on the shifted '
                         'sets under DATA_ROOT (the robustness report, in <sweep>/report)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='key=value overrides applied to every point (checked against '
-                        'the config)')
+                        'the config; a key the family sets itself is refused)')
     args = parser.parse_args(argv)
     if not args.list and not (args.family and args.config):
         parser.error('give FAMILY and CONFIG (or --list)')
@@ -65,47 +73,41 @@ def _values(text):
             try:
                 out.append(float(v))
             except ValueError:
-                raise SystemExit(f'error: --values: {v!r} is not a number')
+                exit_with(f'--values: {v!r} is not a number')
     return out
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
-    from robustvit_mm.experiments.sweep import Sweep, describe_families
+    from robustvit_mm.experiments.sweep import Sweep
+    from robustvit_mm.experiments.sweep_families import describe_families
+    from robustvit_mm.experiments.sweep_processes import SweepStopped
     if args.list:
         print(describe_families())
         return 0
-    try:
-        sweep = Sweep(args.family, args.config, values=_values(args.values),
-                      cfg_options=dict(args.cfg_options), work_dir=args.work_dir, name=args.name,
-                      checkpoint=args.checkpoint)
-    except (ValueError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    sweep = Sweep(args.family, args.config, values=_values(args.values),
+                  cfg_options=dict(args.cfg_options), work_dir=args.work_dir, name=args.name,
+                  checkpoint=args.checkpoint, lr_rule=args.lr_rule)
     if args.dry_run:
         print(f'sweep {sweep.name}: {sweep.spec.paper} -> {sweep.work_dir}')
-        print(f'rule: {sweep.spec.rule}')
-        for i, point in enumerate(sweep.points, 1):
-            print(f'[{i}/{len(sweep.points)}] {point.name}: {point.overrides}\n    '
-                  + ' '.join(sweep.train_command(point)))
+        print(f'rule: {sweep.rule}')
+        print('\n'.join(sweep.plan()))
         return 0
-    records = sweep.run(keep_going=args.keep_going)
+    try:
+        records = sweep.run(keep_going=args.keep_going)
+    except SweepStopped as stopped:
+        exit_with(str(stopped), 128 + stopped.signum)
     print(f'{len(records)} point(s) finished; {sweep.work_dir}/sweep_summary.md:')
     with open(f'{sweep.work_dir}/sweep_summary.md') as f:
         print(f.read())
     if args.report:
-        from robustvit_mm.experiments.report import run_report
-        try:
-            return run_report(models=sweep.report_models(), data_root=args.report,
-                              out=f'{sweep.work_dir}/report')
-        except (ValueError, FileNotFoundError) as e:
-            print(f'error: {e}', file=sys.stderr)
-            return 2
+        from robustvit_mm.experiments.report import ReportOptions, run_report
+        return run_report(ReportOptions(models=sweep.report_models(), data_root=args.report,
+                                        out=f'{sweep.work_dir}/report'))
     print('Shifted sets for every point:\n  ' + ' '.join(sweep.report_command('DATA_ROOT')))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    start_tool()
+    run_tool(main, user_errors=(ValueError, OSError, RuntimeError))

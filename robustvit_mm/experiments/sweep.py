@@ -1,247 +1,61 @@
-"""Sweeps: one experiment family of the paper, each point trained by mmpretrain's STOCK
-``train.py`` and tested by its STOCK ``test.py`` (subprocesses), one work dir per point, resumable.
+"""Sweeps: one experiment family of the paper (:mod:`.sweep_families`), each point trained by
+mmpretrain's STOCK ``train.py`` and tested by its STOCK ``test.py`` (subprocesses,
+:mod:`.sweep_processes`), one work dir per point, resumable.
 
     sweep = Sweep('appendix-e', 'configs/robustvit/vit-base-p16_robustvit_imagenet-s.py',
                   cfg_options={'load_from': 'checkpoints/vit-base-p16_in1k.pth'})
-    records = sweep.run()        # [{point, config, overrides, work_dir, metrics, checkpoint}, ...]
+    records = sweep.run()        # [{point, config, overrides, work_dir, metrics, checkpoint, ...}]
 
-A point is a set of ``--cfg-options`` overrides of the config (so a sweep depends on config keys,
-not on the package's internals). Every key path is checked against the loaded config before
-anything is launched. Layout under ``work_dirs/<sweep>/``::
+Layout under ``work_dirs/<sweep>/``::
 
     <point>/                      the stock tools' work dir of that point (checkpoints, logs, split)
     <point>/sweep_train.log       stdout/stderr of train.py (appended on every (re)start)
     <point>/sweep_test.log        stdout/stderr of test.py
     <point>/sweep_result.json     the marker: the point's record, written atomically once tested
+    reference/                    lr-grid with the paper's rule: test.py of the pretrained model
     sweep_results.json            JSON list of the records of every finished point, in sweep order
-    sweep_summary.csv / .md       rows = points, columns = the varied values, then test.py's metrics
+    sweep_summary.csv / .md       rows = points, columns = the varied values, the tested checkpoint,
+                                  the images per class used, then test.py's metrics
 
-A point with a marker is skipped on a rerun; a point whose work dir holds a ``last_checkpoint`` but
-no marker (interrupted) resumes its training with ``--resume``, then is tested. Delete a point's
+A point with a marker is skipped on a rerun (tested again, without training, when the marker
+records another ``checkpoint`` choice); a point whose work dir holds a ``last_checkpoint`` but no
+marker (interrupted) resumes its training with ``--resume``, then is tested. Delete a point's
 marker to test it again, its folder to train it again from scratch.
 """
-import contextlib
+import collections
 import csv
 import glob
 import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
 from ..stock_tools import stock_tool_path
+from ..utils.fileio import atomic_open, atomic_write_json, atomic_write_text
+from ..utils.stats import mean_std
+from .sweep_families import (DEFAULT_LR_RULE, FAMILIES, LR_KEY, LR_RULES, NUM_SAMPLES_OPTION, Point,
+                             check_keys)
+from .sweep_processes import run_child, stop_signals_raise, sweep_lock
 
 MARKER = 'sweep_result.json'
 RESULTS = 'sweep_results.json'
 SUMMARY = 'sweep_summary'
 TRAIN_LOG, TEST_LOG = 'sweep_train.log', 'sweep_test.log'
 TEST_METRICS = 'sweep_test_metrics.json'
-LOCK = 'sweep.lock'
-
-# Config keys the families vary. The class-split options are keys of the dataloaders' `dataset`
-# (ImageNetSMaskDataset); every dataloader whose dataset has the key gets the same value, so the
-# validation/test split stays the complement of the training classes.
-SEED_KEY = 'randomness.seed'
-LR_KEY = 'optim_wrapper.optimizer.lr'
-SPLIT_SEED_OPTION = 'split_seed'
-NUM_CLASSES_OPTION = 'num_classes'
-NUM_SAMPLES_OPTION = 'num_samples'
-CLASS_ORDER_OPTION = 'class_order'  # 'sorted' ignores split_seed
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-# The metric the lr rule of thumb reads: top-1 on the held-out classes (the config's test split).
-LR_RULE_METRIC = 'accuracy/top1'
-LR_RULE_TOLERANCE = 1.0  # points of top-1
+REFERENCE = 'reference'   # the folder of the pretrained model's test (the paper's lr rule)
+CHECKPOINTS = {
+    'best': 'best: the config\'s best checkpoint (this package\'s choice: the lowest validation '
+            'loss, docs/faithfulness.md#best-checkpoint; the last one when the config keeps none)',
+    'last': 'last: the checkpoint of the last epoch',
+}
 
 
-@dataclass
-class Point:
-    name: str
-    overrides: Dict[str, object]
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    paper: str            # where the experiment is in the paper
-    rule: str             # what varies, and how a point is read
-    default_values: tuple
-    make_points: Callable  # (cfg, values) -> [Point]
-    select: Optional[Callable] = None  # (records) -> name of the selected point, or None
-    spread: bool = False  # repeats of one setting: the summary adds mean and std rows
-
-
-# ------------------------------------------------------------------------------------- key paths
-def _lookup(cfg, path: str):
-    """The value at a dotted ``--cfg-options`` path; ValueError naming the missing part."""
-    node, parts = cfg, path.split('.')
-    for i, part in enumerate(parts):
-        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif hasattr(node, 'keys') and part in node:  # a Config or a (Config)dict
-            node = node[part]
-        else:
-            where = '.'.join(parts[:i]) or 'the top level'
-            known = ', '.join(sorted(map(str, node.keys()))[:40]) if hasattr(node, 'keys') \
-                else f'a {type(node).__name__}'
-            raise ValueError(f'{path!r}: the config has no key {part!r} under {where} '
-                             f'(there: {known})')
-    return node
-
-
-def check_keys(cfg, keys, config: str):
-    """Every key path must exist in the loaded config (a typo would otherwise add a dead key and
-    the sweep would train N identical points)."""
-    errors = []
-    for key in keys:
-        try:
-            _lookup(cfg, key)
-        except ValueError as e:
-            errors.append(str(e))
-    if errors:
-        raise ValueError(f'sweep over {config}: unknown config key(s), nothing was launched:\n  '
-                         + '\n  '.join(errors))
-
-
-def dataset_option_paths(cfg, option: str) -> List[str]:
-    """``<loader>.dataset.<option>`` for every dataloader whose dataset sets ``option``."""
-    paths = [f'{loader}.dataset.{option}' for loader in LOADERS
-             if isinstance(cfg.get(loader), dict) and isinstance(cfg[loader].get('dataset'), dict)
-             and option in cfg[loader]['dataset']]
-    if not paths:
-        raise ValueError(f'no dataloader of the config has dataset.{option} (looked at '
-                         f'{", ".join(LOADERS)}); this family needs an ImageNet-S mask dataset')
-    return paths
-
-
-# --------------------------------------------------------------------------------------- families
-def _ints(values, minimum=0):
-    bad = [v for v in values if isinstance(v, bool) or not float(v).is_integer() or v < minimum]
-    if bad:
-        raise ValueError(f'sweep values {bad} are not integers >= {minimum}')
-    return [int(v) for v in values]
-
-
-def _seed_points(cfg, values):
-    return [Point(f'seed{v}', {SEED_KEY: v}) for v in _ints(values)]
-
-
-def _split_seed_paths(cfg):
-    paths = dataset_option_paths(cfg, SPLIT_SEED_OPTION)
-    for path in paths:
-        dataset = _lookup(cfg, path.rsplit('.', 1)[0])
-        if dataset.get(CLASS_ORDER_OPTION, 'shuffled') != 'shuffled':
-            # With the literal "first classes in sorted order" every point would be the same split.
-            raise ValueError(
-                f'{path}: split_seed has no effect with {CLASS_ORDER_OPTION}='
-                f'{dataset[CLASS_ORDER_OPTION]!r}; add --cfg-options '
-                + ' '.join(f'{p.rsplit(".", 1)[0]}.{CLASS_ORDER_OPTION}=shuffled' for p in paths))
-    return paths
-
-
-def _split_points(cfg, values):
-    paths = _split_seed_paths(cfg)
-    return [Point(f'split{v}', {p: v for p in paths}) for v in _ints(values)]
-
-
-def _appendix_e_points(cfg, values):
-    paths = _split_seed_paths(cfg)
-    return [Point(f'seed{v}', {SEED_KEY: v, **{p: v for p in paths}}) for v in _ints(values)]
-
-
-def _classes_points(cfg, values):
-    paths = dataset_option_paths(cfg, NUM_CLASSES_OPTION)
-    return [Point(f'classes{v}', {p: v for p in paths}) for v in _ints(values, 1)]
-
-
-def _images_points(cfg, values):
-    paths = dataset_option_paths(cfg, NUM_SAMPLES_OPTION)
-    return [Point(f'images{v}', {p: v for p in paths}) for v in _ints(values, 1)]
-
-
-def _appendix_g_points(cfg, values):
-    if values:
-        raise ValueError("appendix-g runs both default grids; give values to 'appendix-g-classes' "
-                         "or 'appendix-g-images' instead")
-    return _classes_points(cfg, FAMILIES['appendix-g-classes'].default_values) + \
-        _images_points(cfg, FAMILIES['appendix-g-images'].default_values)
-
-
-def _lr_points(cfg, values):
-    base = float(_lookup(cfg, LR_KEY))
-    if any(float(f) <= 0 for f in values):
-        raise ValueError(f'lr-grid factors must be > 0, got {list(values)}')
-    points = []
-    for factor in values:
-        lr = float(f'{base * float(factor):.6g}')
-        points.append(Point(f'lr{lr:.3g}', {LR_KEY: lr}))
-    return points
-
-
-def select_lr(records, metric=LR_RULE_METRIC, tolerance=LR_RULE_TOLERANCE):
-    """The rule of thumb as applied here: the LARGEST lr whose ``metric`` is within ``tolerance`` of
-    the best value of the grid. None when no record has the metric."""
-    scored = [r for r in records if isinstance(r['metrics'].get(metric), (int, float))]
-    if not scored:
-        return None
-    best = max(r['metrics'][metric] for r in scored)
-    ok = [r for r in scored if r['metrics'][metric] >= best - tolerance]
-    return max(ok, key=lambda r: r['overrides'][LR_KEY])['point']
-
-
-_SPLIT_NOTE = ('The class split is the dataset option `split_seed` of every dataloader (sorted '
-               'classes shuffled with that seed; the list is saved as imagenet_s_split.json in the '
-               'point\'s work dir).')
-FAMILIES = {f.name: f for f in (
-    Family('appendix-e', 'Appendix E (seeds and choice of the 500 training classes)',
-           'Each point draws other training classes (split_seed = v) and uses training seed v '
-           '(randomness.seed; the authors\' class seed chose the classes only, the training seed '
-           'makes each point repeatable). Read: mean and spread of each metric over the points '
-           '(the mean and std rows of the summary). ' + _SPLIT_NOTE,
-           (0, 1, 2), _appendix_e_points, spread=True),
-    Family('seeds', 'Appendix E (training seed only)',
-           'randomness.seed = v; the training classes stay those of the config.',
-           (0, 1, 2), _seed_points, spread=True),
-    Family('class-splits', 'Appendix E (choice of classes only)',
-           'split_seed = v; the training seed stays that of the config. ' + _SPLIT_NOTE,
-           (0, 1, 2), _split_points, spread=True),
-    Family('appendix-g-classes', 'Appendix G (number of training classes)',
-           'num_classes = v training classes (images per class as in the config); the held-out '
-           'classes (validation/test split) are the rest. Defaults are a grid up to the paper\'s '
-           '500 chosen here; the paper\'s own grid: its Appendix G (pass it with --values).',
-           (100, 200, 300, 400, 500), _classes_points),
-    Family('appendix-g-images', 'Appendix G (images per class)',
-           'num_samples = v masked images per training class (ImageNet-S919 has 10 per class; the '
-           'paper uses 3). Defaults chosen here; the paper\'s grid: its Appendix G.',
-           (1, 2, 3, 5, 10), _images_points),
-    Family('appendix-g', 'Appendix G (both grids)',
-           'The appendix-g-classes points followed by the appendix-g-images points.',
-           (), _appendix_g_points),
-    Family('lr-grid', 'Section 4 (learning rate per model)',
-           'lr = factor x the config\'s lr (each model\'s lr from the authors\' README), factors '
-           'v. Rule applied here, this package\'s version of the rule of thumb of the paper\'s '
-           'Section 4 (check its wording there): take the LARGEST lr whose top-1 on the '
-           f'held-out classes ({LR_RULE_METRIC} of test.py) is within {LR_RULE_TOLERANCE:g} point '
-           'of the best point of the grid (this package\'s reading: a larger lr moves relevance '
-           'further, until accuracy drops). The selected point is marked in the summary.',
-           (0.25, 0.5, 1.0, 2.0, 4.0), _lr_points, select=select_lr),
-)}
-
-
-def describe_families() -> str:
-    lines = []
-    for f in FAMILIES.values():
-        values = ', '.join(map(str, f.default_values)) or '(fixed)'
-        lines.append(f'{f.name}: {f.paper}\n    values: {values}\n    {f.rule}')
-    return '\n'.join(lines)
-
-
-# ---------------------------------------------------------------------------------------- running
 def format_cfg_value(value) -> str:
     """A value as mmengine's ``DictAction`` (``--cfg-options key=value``) parses it back."""
     if isinstance(value, bool) or value is None:
@@ -258,15 +72,6 @@ def format_cfg_value(value) -> str:
     raise TypeError(f'--cfg-options cannot express {value!r} ({type(value).__name__})')
 
 
-def _atomic_json(path, obj):
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _tail(path, n=40):
     try:
         with open(path, errors='replace') as f:
@@ -275,57 +80,31 @@ def _tail(path, n=40):
         return ''
 
 
-def _mean_std(values):
-    """Mean and sample standard deviation of the numbers in ``values`` ('' when fewer than 2)."""
-    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(nums) < 2:
-        return '', ''
-    mean = sum(nums) / len(nums)
-    return mean, (sum((v - mean) ** 2 for v in nums) / (len(nums) - 1)) ** 0.5
-
-
 def _epoch_of(path):
     m = re.search(r'(\d+)\.pth$', path)
     return int(m.group(1)) if m else -1
 
 
-@contextlib.contextmanager
-def _sweep_lock(work_dir):
-    """One running sweep per folder: two would train the same point into one work dir. A lock left
-    by a process that no longer exists is taken over."""
-    path = osp.join(work_dir, LOCK)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)  # stale
-                continue
-            except PermissionError:
-                pass
-            raise RuntimeError(f'another sweep (process {pid}) is running in {work_dir} '
-                               f'({path}); wait for it or use another --name / --work-dir')
-    else:
-        raise RuntimeError(f'could not take the sweep lock {path}')
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+def images_per_class_used(config_path) -> Optional[str]:
+    """How many training images per class a point's (dumped) config really uses, from its training
+    dataset: ``'3'``, or ``'2-3'`` when some class holds fewer than ``num_samples``. None when the
+    training dataset has no ``num_samples`` option."""
+    from mmpretrain.registry import DATASETS
+    dataset_cfg = Config.fromfile(config_path).train_dataloader.dataset.to_dict()
+    if NUM_SAMPLES_OPTION not in dataset_cfg:
+        return None
+    dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
+    counts = collections.Counter(int(dataset.get_data_info(i)['gt_label'])
+                                 for i in range(len(dataset)))
+    low, high = min(counts.values()), max(counts.values())
+    return str(low) if low == high else f'{low}-{high}'
 
 
 @dataclass
 class Sweep:
     """One family over one config. Raises ValueError (nothing launched) for an unknown family, a
-    malformed point name or a key path the loaded config does not have.
+    malformed point name, a key path the loaded config does not have, or a ``cfg_options`` key the
+    family sets itself.
 
     Args:
         family: A key of :data:`FAMILIES`.
@@ -335,8 +114,9 @@ class Sweep:
             ``load_from``, ...); checked against the config too.
         work_dir: Root of the sweep (default ``work_dirs/<name>``).
         name: Sweep name (default ``<config stem>_<family>``).
-        checkpoint: ``'best'`` (the config's best checkpoint, the paper's rule; falls back to the
-            last one when the config keeps none) or ``'last'``.
+        checkpoint: ``'best'`` or ``'last'`` (:data:`CHECKPOINTS`).
+        lr_rule: For ``lr-grid``: a key of :data:`LR_RULES` (default ``'paper'``: Section 4's rule,
+            which also tests the pretrained model, the config's ``load_from``).
         python: Interpreter that runs the stock tools.
     """
     family: str
@@ -346,13 +126,16 @@ class Sweep:
     work_dir: Optional[str] = None
     name: Optional[str] = None
     checkpoint: str = 'best'
+    lr_rule: str = DEFAULT_LR_RULE
     python: str = sys.executable
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f'unknown sweep family {self.family!r}; known: {", ".join(FAMILIES)}')
-        if self.checkpoint not in ('best', 'last'):
+        if self.checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint={self.checkpoint!r}, expected 'best' or 'last'")
+        if self.lr_rule not in LR_RULES:
+            raise ValueError(f'lr_rule={self.lr_rule!r}; known: {", ".join(LR_RULES)}')
         if not osp.isfile(self.config):
             raise FileNotFoundError(f'sweep config {self.config!r} does not exist')
         self.spec = FAMILIES[self.family]
@@ -366,14 +149,32 @@ class Sweep:
             raise ValueError(f'sweep {self.family}: no points (values {values!r})')
         names = [p.name for p in self.points]
         for n in names:
-            if not re.fullmatch(r'[A-Za-z0-9._+-]+', n):
+            if not re.fullmatch(r'[A-Za-z0-9._+-]+', n) or n == REFERENCE:
                 raise ValueError(f'sweep point name {n!r} is not a safe folder name')
         if len(set(names)) != len(names):
             raise ValueError(f'sweep {self.family}: duplicate point names {names}')
-        check_keys(cfg, {k for p in self.points for k in p.overrides}, self.config)
+        varied = {k for p in self.points for k in p.overrides}
+        clash = sorted(varied & set(self.cfg_options))
+        if clash:
+            raise ValueError(f'--cfg-options {", ".join(clash)}: the family {self.family} sets '
+                             'this key itself, one value per point; leave it out (choose the '
+                             'points with --values)')
+        check_keys(cfg, varied, self.config)
         self._cfg = cfg
+        self.uses_reference = self.spec.selects_lr and self.lr_rule == 'paper'
+        if self.uses_reference and not cfg.get('load_from'):
+            raise ValueError(f'lr-grid with the paper\'s rule compares every lr with the pretrained '
+                             f'model, and {self.config} has no load_from: add --cfg-options '
+                             'load_from=<pretrained weights>, or choose --lr-rule near-best')
         self.name = self.name or f'{osp.splitext(osp.basename(self.config))[0]}_{self.family}'
         self.work_dir = self.work_dir or osp.join('work_dirs', self.name)
+
+    @property
+    def rule(self) -> str:
+        """The family's rule, with the learning-rate rule in use."""
+        if not self.spec.selects_lr:
+            return self.spec.rule
+        return f'{self.spec.rule} lr rule {self.lr_rule!r}: {LR_RULES[self.lr_rule][1]}.'
 
     # --------------------------------------------------------------------------------- commands
     def overrides(self, point: Point) -> Dict[str, object]:
@@ -382,20 +183,41 @@ class Sweep:
     def point_dir(self, point: Point) -> str:
         return osp.join(self.work_dir, point.name)
 
-    def _options(self, point, extra=None):
-        items = {**self.overrides(point), **(extra or {})}
-        return ['--cfg-options'] + [f'{k}={format_cfg_value(v)}' for k, v in items.items()]
+    def _options(self, overrides, extra=None):
+        items = {**overrides, **(extra or {})}
+        return ['--cfg-options'] + [f'{k}={format_cfg_value(v)}' for k, v in items.items()] \
+            if items else []
 
     def train_command(self, point: Point, resume=False, extra=None) -> List[str]:
         cmd = [self.python, stock_tool_path('train.py'), self.config,
                '--work-dir', self.point_dir(point)]
-        return cmd + (['--resume'] if resume else []) + self._options(point, extra)
+        return cmd + (['--resume'] if resume else []) + self._options(self.overrides(point), extra)
+
+    def _test_command(self, work_dir, checkpoint, overrides) -> List[str]:
+        return [self.python, stock_tool_path('test.py'), self.config, checkpoint,
+                '--work-dir', osp.join(work_dir, 'test'), '--out', osp.join(work_dir, TEST_METRICS),
+                '--out-item', 'metrics'] + self._options(overrides)
 
     def test_command(self, point: Point, checkpoint: str) -> List[str]:
-        wd = self.point_dir(point)
-        return [self.python, stock_tool_path('test.py'), self.config, checkpoint,
-                '--work-dir', osp.join(wd, 'test'), '--out', osp.join(wd, TEST_METRICS),
-                '--out-item', 'metrics'] + self._options(point)
+        return self._test_command(self.point_dir(point), checkpoint, self.overrides(point))
+
+    def reference_command(self) -> List[str]:
+        """test.py of the pretrained model (``load_from``) on the validation split of the points."""
+        return self._test_command(osp.join(self.work_dir, REFERENCE), self._cfg.load_from,
+                                  self.cfg_options)
+
+    def plan(self) -> List[str]:
+        """What :meth:`run` would launch, as shell lines (checkpoints not yet known in <...>)."""
+        lines = []
+        if self.uses_reference:
+            lines += [f'{REFERENCE}: the pretrained model, the lr rule\'s reference point',
+                      '    ' + ' '.join(self.reference_command())]
+        for i, point in enumerate(self.points, 1):
+            lines += [f'[{i}/{len(self.points)}] {point.name}: {point.overrides}',
+                      '    ' + ' '.join(self.train_command(point)),
+                      '    ' + ' '.join(self.test_command(
+                          point, f'<{self.checkpoint} checkpoint of {self.point_dir(point)}>'))]
+        return lines
 
     def find_checkpoint(self, point: Point) -> str:
         wd = self.point_dir(point)
@@ -427,55 +249,93 @@ class Sweep:
                 '--work-dir, or delete that folder')
         return record
 
-    def _launch(self, cmd, log_path, env, what, point):
+    def _launch(self, cmd, log_path, env, what, name, lock):
         with open(log_path, 'a') as log:
             log.write(f'\n$ {" ".join(cmd)}\n')
             log.flush()
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            rc = run_child(cmd, log, env, lock)
         if rc != 0:
-            raise RuntimeError(f'sweep point {point.name}: {what} exited with status {rc}; '
+            raise RuntimeError(f'sweep point {name}: {what} exited with status {rc}; '
                                f'full log {log_path}; its end:\n{_tail(log_path)}')
 
-    def run_point(self, point: Point, env=None, log=print) -> dict:
-        wd = self.point_dir(point)
-        os.makedirs(wd, exist_ok=True)
-        resume = osp.isfile(osp.join(wd, 'last_checkpoint'))
-        log(f'    train.py{" --resume" if resume else ""} -> {osp.join(wd, TRAIN_LOG)}')
-        self._launch(self.train_command(point, resume=resume), osp.join(wd, TRAIN_LOG), env,
-                     'train.py', point)
-        ckpt = self.find_checkpoint(point)
-        log(f'    test.py {osp.basename(ckpt)} -> {osp.join(wd, TEST_LOG)}')
-        metrics_path = osp.join(wd, TEST_METRICS)
+    def _test(self, work_dir, cmd, env, name, lock):
+        metrics_path = osp.join(work_dir, TEST_METRICS)
         if osp.exists(metrics_path):
             os.remove(metrics_path)
-        self._launch(self.test_command(point, ckpt), osp.join(wd, TEST_LOG), env, 'test.py', point)
+        self._launch(cmd, osp.join(work_dir, TEST_LOG), env, 'test.py', name, lock)
         with open(metrics_path) as f:
-            metrics = json.load(f)
+            return json.load(f)
+
+    def run_point(self, point: Point, lock, env=None, log=print, trained=False) -> dict:
+        """Train (unless ``trained``: a finished point tested again) and test one point."""
+        wd = self.point_dir(point)
+        os.makedirs(wd, exist_ok=True)
+        if not trained:
+            resume = osp.isfile(osp.join(wd, 'last_checkpoint'))
+            log(f'    train.py{" --resume" if resume else ""} -> {osp.join(wd, TRAIN_LOG)}')
+            self._launch(self.train_command(point, resume=resume), osp.join(wd, TRAIN_LOG), env,
+                         'train.py', point.name, lock)
+        ckpt = self.find_checkpoint(point)
+        log(f'    test.py {osp.basename(ckpt)} ({self.checkpoint}) -> {osp.join(wd, TEST_LOG)}')
+        metrics = self._test(wd, self.test_command(point, ckpt), env, point.name, lock)
+        dumped = osp.join(wd, osp.basename(self.config))
         record = dict(point=point.name, config=self.config, overrides=self.overrides(point),
-                      work_dir=wd, metrics=metrics, checkpoint=ckpt, family=self.family)
-        _atomic_json(osp.join(wd, MARKER), record)
+                      work_dir=wd, metrics=metrics, checkpoint=ckpt,
+                      tested_checkpoint=self.checkpoint, family=self.family,
+                      images_per_class=images_per_class_used(
+                          dumped if osp.isfile(dumped) else self.config))
+        atomic_write_json(osp.join(wd, MARKER), record)
+        return record
+
+    def reference(self, lock=None, env=None, log=print) -> Optional[dict]:
+        """The pretrained model's test.py metrics (tested once, then read from its marker)."""
+        if not self.uses_reference:
+            return None
+        wd = osp.join(self.work_dir, REFERENCE)
+        path = osp.join(wd, MARKER)
+        if osp.isfile(path):
+            with open(path) as f:
+                record = json.load(f)
+            if record.get('checkpoint') == self._cfg.load_from and \
+                    record.get('overrides') == json.loads(json.dumps(self.cfg_options)):
+                return record
+        if lock is None:
+            return None
+        os.makedirs(wd, exist_ok=True)
+        log(f'{REFERENCE}: test.py of the pretrained model {self._cfg.load_from} -> '
+            f'{osp.join(wd, TEST_LOG)}')
+        metrics = self._test(wd, self.reference_command(), env, REFERENCE, lock)
+        record = dict(point=REFERENCE, config=self.config, overrides=self.cfg_options,
+                      work_dir=wd, metrics=metrics, checkpoint=self._cfg.load_from)
+        atomic_write_json(path, record)
         return record
 
     def run(self, env=None, log=print, keep_going=False) -> List[dict]:
         """Run every unfinished point in order; write the results and the summary; return the
         records of the finished points. With ``keep_going`` a failed point is reported and the
-        sweep goes on (a RuntimeError at the end lists the failures)."""
+        sweep goes on (a RuntimeError at the end lists the failures). A stop signal raises
+        :class:`~.sweep_processes.SweepStopped` once the running child has stopped."""
         os.makedirs(self.work_dir, exist_ok=True)
-        with _sweep_lock(self.work_dir):
-            return self._run(env, log, keep_going)
+        with stop_signals_raise(), sweep_lock(self.work_dir) as lock:
+            return self._run(lock, env, log, keep_going)
 
-    def _run(self, env, log, keep_going):
+    def _run(self, lock, env, log, keep_going):
         start, n, failed = time.time(), len(self.points), []
         log(f'sweep {self.name}: {self.spec.paper}, {n} points -> {self.work_dir}')
+        self.reference(lock, env, log)
         for i, point in enumerate(self.points, 1):
             head = f'[{i}/{n}] {point.name}'
-            if self.load_marker(point) is not None:
+            marker = self.load_marker(point)
+            if marker is not None and marker.get('tested_checkpoint') == self.checkpoint:
                 log(f'{head}: finished before, skipped')
                 continue
-            log(f'{head}: {", ".join(f"{k}={v}" for k, v in point.overrides.items())}')
+            retest = marker is not None
+            log(f'{head}: ' + (f'trained before, tested again with the {self.checkpoint} '
+                               'checkpoint' if retest else
+                               ', '.join(f'{k}={v}' for k, v in point.overrides.items())))
             t0 = time.time()
             try:
-                record = self.run_point(point, env=env, log=log)
+                record = self.run_point(point, lock, env=env, log=log, trained=retest)
             except (RuntimeError, FileNotFoundError) as e:
                 if not keep_going:
                     raise
@@ -495,9 +355,9 @@ class Sweep:
     # ----------------------------------------------------------------------------------- output
     def report_models(self, records=None, pretrained=True) -> List[tuple]:
         """``(name, config, checkpoint)`` per finished point, the ``--model`` triples of
-        ``tools/robustness_report.py`` (and ``models`` of ``apis.report.run_report``), led by the
-        config's pretrained weights (``load_from``) as the baseline the report compares against.
-        A point's config is the one its train.py run dumped (overrides included) when present."""
+        ``tools/robustness_report.py``, led by the config's pretrained weights (``load_from``) as
+        the baseline the report compares against. A point's config is the one its train.py run
+        dumped (overrides included) when present."""
         models = []
         load_from = self._cfg.get('load_from')
         if pretrained and load_from:
@@ -519,11 +379,18 @@ class Sweep:
     def records(self) -> List[dict]:
         return [r for r in (self.load_marker(p) for p in self.points) if r is not None]
 
+    def selected_point(self, records) -> Optional[str]:
+        if not self.spec.selects_lr:
+            return None
+        select = LR_RULES[self.lr_rule][0]
+        reference = self.reference()
+        return select(records, reference['metrics'] if reference else None)
+
     def write_summary(self) -> List[dict]:
         """``sweep_results.json`` (list of records) and ``sweep_summary.{csv,md}`` for the finished
         points."""
         records = self.records()
-        _atomic_json(osp.join(self.work_dir, RESULTS), records)
+        atomic_write_json(osp.join(self.work_dir, RESULTS), records)
         varied = []  # short names of the varied values, e.g. split_seed, seed, lr
         for p in self.points:
             for k in p.overrides:
@@ -533,32 +400,50 @@ class Sweep:
         metrics = []
         for r in records:
             metrics += [k for k in r['metrics'] if k not in metrics]
-        selected = self.spec.select(records) if self.spec.select else None
-        header = ['point'] + [s for s, _ in varied] + metrics + (['selected'] if self.spec.select
-                                                                 else [])
+        reference = self.reference()
+        selected = self.selected_point(records)
+        header = ['point'] + [s for s, _ in varied] + ['checkpoint', 'images/class used'] + \
+            metrics + (['selected'] if self.spec.selects_lr else [])
         rows = []
         for r in records:
             row = [r['point']] + [r['overrides'].get(k, '') for _, k in varied] + \
-                [r['metrics'].get(m, '') for m in metrics]
-            if self.spec.select:
+                [f'{r["tested_checkpoint"]} ({osp.basename(r["checkpoint"])})',
+                 r['images_per_class'] or ''] + [r['metrics'].get(m, '') for m in metrics]
+            if self.spec.selects_lr:
                 row.append('yes' if r['point'] == selected else '')
             rows.append(row)
-        with open(osp.join(self.work_dir, SUMMARY + '.csv'), 'w', newline='') as f:
+        if reference:
+            rows.insert(0, [f'{REFERENCE} (pretrained)'] + [''] * len(varied) +
+                        [osp.basename(reference['checkpoint']), ''] +
+                        [reference['metrics'].get(m, '') for m in metrics] + [''])
+        with atomic_open(osp.join(self.work_dir, SUMMARY + '.csv'), 'w') as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(rows)
         fmt = lambda v: f'{v:.4g}' if isinstance(v, float) else str(v)  # noqa: E731
+        tested = sorted({r['tested_checkpoint'] for r in records})
         lines = [f'# Sweep {self.name}', '',
                  f'Family `{self.family}`: {self.spec.paper}. Config `{self.config}`.', '',
-                 f'Rule: {self.spec.rule}', '',
-                 f'{len(records)} of {len(self.points)} points finished.', '',
-                 '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+                 f'Rule: {self.rule}', '',
+                 'Tested checkpoint: ' + ('; '.join(CHECKPOINTS[t] for t in tested) or '-'), '',
+                 f'{len(records)} of {len(self.points)} points finished.', '']
+        if self.spec.selects_lr:
+            lines += [f'Selected: {selected}' if selected else
+                      'Selected: none (no point meets the rule)', '']
+        lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
         lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in rows]
         if self.spec.spread and len(records) >= 2:
-            stats = [_mean_std([r['metrics'].get(m) for r in records]) for m in metrics]
-            pad = [''] * len(varied)
+            stats = [self._spread([r['metrics'].get(m) for r in records]) for m in metrics]
+            pad = [''] * (len(varied) + 2)
             lines.append('| **mean** | ' + ' | '.join(pad + [fmt(m) for m, _ in stats]) + ' |')
             lines.append('| **std** | ' + ' | '.join(pad + [fmt(sd) for _, sd in stats]) + ' |')
-        with open(osp.join(self.work_dir, SUMMARY + '.md'), 'w') as f:
-            f.write('\n'.join(lines) + '\n')
+        atomic_write_text(osp.join(self.work_dir, SUMMARY + '.md'), '\n'.join(lines) + '\n')
         return records
+
+    @staticmethod
+    def _spread(values):
+        """Mean and std of a metric over the points that report it ('' when fewer than 2)."""
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) < 2:
+            return '', ''
+        return mean_std(nums)
