@@ -252,3 +252,15 @@ def test_tests_the_docs_name_exist(path):
     missing += [name for name in re.findall(r'(?<![\w/.])(test_\w+)(?![\w/]|\.py)', text)
                 if name not in defined and name not in CONFIG_KEYS]
     assert not missing, f'{rel(path)} names tests that do not exist: {sorted(set(missing))}'
+
+
+@pytest.mark.parametrize('path', markdown_files(), ids=rel)
+def test_files_of_this_repository_the_docs_name_exist(path):
+    """configs/, tools/ and robustvit_mm/ files a doc names are there (mmpretrain's own tools, named
+    as "mmpretrain's `tools/...`", are not ours to check)."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    named = re.findall(r"(?<![\w/.])(?<!mmpretrain's `)((?:configs|tools|robustvit_mm)/[\w./-]+"
+                       r'\.(?:py|json|sh))', text)
+    missing = sorted({p for p in named if not osp.exists(osp.join(REPO, p))})
+    assert not missing, f'{rel(path)} names files that do not exist: {missing}'
