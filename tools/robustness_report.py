@@ -45,6 +45,11 @@ def parse_args(argv=None):
     parser.add_argument('--results', nargs=3, action='append', default=[],
                         metavar=('NAME', 'SET', 'JSON'),
                         help='merge metrics written by `test.py ... --out X.json --out-item metrics`')
+    parser.add_argument('--sweep', nargs=2, action='append', default=[],
+                        metavar=('ARCH[:METHOD]', 'WORK_DIR'),
+                        help="every finished point of a sweep (its sweep_results.json) as a model "
+                        'ARCH:METHOD@POINT (METHOD default RobustViT): Tables 8-9 show their mean '
+                        '± std')
     parser.add_argument('--class-split', nargs=2, action='append', default=[],
                         metavar=('NAME', 'SPLIT'),
                         help="a fine-tuned model's imagenet_s_split.json (or work dir): accuracy "
@@ -79,18 +84,18 @@ def main(argv=None):
     silence_known_upstream_warnings()
     args = parse_args(argv)
     import robustvit_mm  # noqa: F401  (registers the plugin)
-    from robustvit_mm.experiments.report import run_report
+    from robustvit_mm.experiments.report import ReportOptions, run_report
+    options = ReportOptions(
+        models=args.model, results=args.results, data_root=args.data_root,
+        protocol=args.protocol, out=args.out, sets=args.sets.split(',') if args.sets else None,
+        top5=args.top5, batch_size=args.batch_size, num_workers=args.num_workers,
+        config_dir=args.config_dir, verbose=args.verbose, vis_backends=args.vis_backend,
+        class_splits=dict(args.class_split), per_class=args.per_class is not None,
+        top_classes=args.per_class or 50,
+        gallery=(args.gallery, args.gallery_images, args.gallery_rule) if args.gallery else None,
+        sweeps=args.sweep)
     try:
-        return run_report(
-            models=args.model, results=args.results, data_root=args.data_root,
-            protocol=args.protocol, out=args.out,
-            sets=args.sets.split(',') if args.sets else None, top5=args.top5,
-            batch_size=args.batch_size, num_workers=args.num_workers, config_dir=args.config_dir,
-            verbose=args.verbose, vis_backends=args.vis_backend,
-            class_splits=dict(args.class_split), per_class=args.per_class is not None,
-            top_classes=args.per_class or 50,
-            gallery=(args.gallery, args.gallery_images, args.gallery_rule) if args.gallery
-            else None)
+        return run_report(options)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """The robustness report: evaluate models on every shifted set found under a data root, merge runs
 done elsewhere, and write one table (Markdown, CSV), a chart (PNG and the visualizer's backends),
-the paper's tables and Figure 4 (:mod:`.report_tables`) and the flipped-prediction gallery
-(:mod:`.report_gallery`).
+the paper's tables and Figure 4 beside the published numbers (:mod:`.paper_layout`), the
+per-class changes (:mod:`.report_per_class`) and the example galleries of Figures 2, 3/6 and 15
+(:mod:`.report_gallery`). What to do is one :class:`ReportOptions`.
 
 Each set is evaluated with its provided config ``configs/robustness/<set>[_standard].py`` (where the
 set lives, its dataset and metric: the configs and dataset classes are the one home of that
@@ -20,10 +21,18 @@ import os.path as osp
 import sys
 import traceback
 import uuid
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
 from ..datasets import PAPER_NORM
-from .report_tables import SET_BY_KEY, SETS, draw_chart, markdown_table, table_rows, write_csv
+from ..evaluation.metrics import read_training_classes
+from . import paper_layout
+from .paper_results import load_paper_results
 from .report_gallery import check_gallery, gallery_models
 from .report_per_class import per_class_section
+from .report_tables import (SET_BY_KEY, SETS, draw_chart, markdown_table, split_name, table_rows,
+                            write_csv)
+from .sweep import RESULTS as SWEEP_RESULTS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
@@ -174,7 +183,11 @@ def run_evaluation(cfg, desc, hooks=()):
 def load_results(path, key, protocol):
     """Metrics of set ``key`` from a ``test.py --out X.json --out-item metrics`` file."""
     with open(path, encoding='utf-8') as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f'--results {path}: not valid JSON ({error}); expected the file '
+                             'test.py writes with --out X.json --out-item metrics') from None
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected the metrics dict that test.py writes with --out-item '
                          f'metrics, got {type(data).__name__}')
@@ -264,6 +277,13 @@ def check_request(models, results, data_root, sets=None, protocol='paper',
     twice = sorted({m for m in merged if merged.count(m) > 1})
     if twice:
         raise ValueError(f'--results {twice[0][0]} {twice[0][1]} is given more than once')
+    owner = {}
+    for name, _, path in results:
+        first = owner.setdefault(osp.realpath(path), name)
+        if first != name:  # one run's metrics cannot be two models' results
+            raise ValueError(f'--results {path} is given for two models, {first!r} and {name!r}: '
+                             'a results file holds one model\'s metrics')
+    paper_layout.check_model_rows(list(dict.fromkeys(names + [n for n, _, _ in results])))
     unknown = [key for _, key, _ in results if key not in SET_BY_KEY] + \
         [key for key in (sets or []) if key not in SET_BY_KEY]
     if unknown:
@@ -307,7 +327,6 @@ def shared_class_splits(names, class_splits):
     """``class_splits`` plus, for an ``ARCH:METHOD`` model without one, the split that the other
     models of its architecture share (Tables 10-11 score the original model on the classes its
     fine-tuned version was trained on)."""
-    from .report_tables import split_name
     splits = dict(class_splits or {})
     for name in names:
         arch = (split_name(name) or (None, ))[0]
@@ -320,39 +339,91 @@ def shared_class_splits(names, class_splits):
     return splits
 
 
-def run_report(models=(), results=(), data_root=None, protocol='paper',
-               out='work_dirs/robustness_report', sets=None, top5=False, batch_size=None,
-               num_workers=None, config_dir=CONFIG_DIR, verbose=False, vis_backends=(),
-               class_splits=None, per_class=False, top_classes=50, gallery=None):
-    """Evaluate ``models`` (``(name, config, checkpoint)``) on the sets under ``data_root``, merge
-    ``results`` (``(name, set, test.py metrics JSON)``), write the report to ``out``.
+@dataclass
+class ReportOptions:
+    """What one report evaluates, merges and draws (``tools/robustness_report.py`` builds one from
+    its command line)."""
+    models: Sequence[Tuple[str, str, str]] = ()   # (name, config, checkpoint); first = baseline
+    results: Sequence[Tuple[str, str, str]] = ()  # (name, set key, test.py metrics JSON)
+    data_root: Optional[str] = None               # the sets under their usual folders
+    protocol: str = 'paper'                       # a key of PROTOCOLS
+    out: str = 'work_dirs/robustness_report'
+    sets: Optional[Sequence[str]] = None          # set keys; None = every set found
+    top5: bool = False                            # report.csv also shows top-5
+    batch_size: Optional[int] = None
+    num_workers: Optional[int] = None
+    config_dir: str = CONFIG_DIR
+    verbose: bool = False
+    vis_backends: Sequence[str] = ()              # 'tensorboard', 'wandb' beside the local one
+    # {model name: work dir or imagenet_s_split.json}: fine-tuning classes vs the others
+    class_splits: Dict[str, str] = field(default_factory=dict)
+    per_class: bool = False                       # Appendix J: per-class changes
+    top_classes: int = 50
+    gallery: Optional[tuple] = None               # (set key, N[, rule]): :mod:`.report_gallery`
+    # (ARCH or ARCH:METHOD, sweep work dir): every finished point as a model ARCH:METHOD@POINT
+    sweeps: Sequence[Tuple[str, str]] = ()
 
-    ``class_splits``: ``{name: work dir or imagenet_s_split.json}`` of fine-tuned models, to split
-    their accuracy into the fine-tuning classes and the others (an ``ARCH:METHOD`` model without
-    one takes its architecture's). Models named ``ARCH:METHOD`` also get the paper's Tables 1-2,
-    3, 4 and 10-11, and with class splits Figure 4 (:mod:`robustvit_mm.experiments.report_tables`).
-    ``per_class``: also per-class accuracy, and Appendix J's section and charts of
-    ``ARCH:RobustViT`` against ``ARCH:original`` (or each model against the first): the
-    ``top_classes`` most improved and most harmed classes of a 1,000-class set, every class of the
-    others (:mod:`.report_per_class`; merged results carry them when test.py ran with
-    ``per_class=True``). ``gallery``: ``(set, N)`` or ``(set, N, rule)``: images of
-    ``ARCH:original`` -> ``ARCH:RobustViT`` (or the first two models) with relevance before and
-    after, picked by the rule (default ``figure-15``: the 2 most harmed classes, the first N that
-    turned right -> wrong in each; ``figure-2``, ``figure-3``: see
-    :mod:`robustvit_mm.experiments.report_gallery`). Every picture also goes to the visualizer's
-    backends (``vis_backends``: 'tensorboard', 'wandb').
+
+def sweep_models(spec, work_dir):
+    """The ``(name, config, checkpoint)`` of every finished point of the sweep in ``work_dir`` (its
+    ``sweep_results.json``), named ``ARCH:METHOD@POINT`` (``spec``: ARCH or ARCH:METHOD; METHOD
+    defaults to RobustViT), and ``{name: work dir}`` for the points that saved a class split."""
+    arch, _, method = spec.partition(':')
+    if not arch or '@' in spec or '/' in spec:
+        raise ValueError(f'--sweep {spec}: name the row as ARCH or ARCH:METHOD')
+    path = osp.join(work_dir, SWEEP_RESULTS)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--sweep {spec} {work_dir}: no {SWEEP_RESULTS} (written by '
+                                'tools/sweep.py when a point finishes)')
+    try:
+        with open(path, encoding='utf-8') as f:
+            records = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f'--sweep {spec}: {path} is not valid JSON ({error})') from None
+    if not isinstance(records, list) or not records:
+        raise ValueError(f'--sweep {spec}: {path} holds no finished point')
+    models, splits = [], {}
+    for r in records:
+        name = f'{arch}:{method or "RobustViT"}@{r["point"]}'
+        dumped = osp.join(r['work_dir'], osp.basename(r['config']))
+        models.append((name, dumped if osp.isfile(dumped) else r['config'], r['checkpoint']))
+        if osp.isfile(osp.join(r['work_dir'], 'imagenet_s_split.json')):
+            splits[name] = r['work_dir']
+    return models, splits
+
+
+def run_report(options):
+    """Evaluate ``options.models`` on the sets under ``options.data_root``, merge
+    ``options.results``, write the report to ``options.out`` (:class:`ReportOptions`).
+
+    Class splits split a fine-tuned model's accuracy into its fine-tuning classes and the others
+    (an ``ARCH:METHOD`` model without one takes its architecture's). Models named ``ARCH:METHOD``
+    also get the paper's tables in its layout, beside the published numbers with the differences,
+    and Figure 4 (:mod:`.paper_layout`); ``ARCH:METHOD@RUN`` models (e.g. from ``sweeps``) give
+    Tables 8-9. ``per_class``: Appendix J's section and charts (:mod:`.report_per_class`; merged
+    results carry them when test.py ran with ``per_class=True``). ``gallery``: images with
+    relevance before and after, picked by the gallery's rule (:mod:`.report_gallery`). Every
+    picture also goes to the visualizer's backends.
 
     Returns 0, or 1 when an evaluation failed (the others still run and the failure is in the
     report). Bad requests raise before anything runs (see :func:`check_request`).
     """
-    from . import report_tables as tables
-    models, results = [tuple(m) for m in models], [tuple(r) for r in results]
-    present, missing = check_request(models, results, data_root, sets, protocol, config_dir)
-    unknown = sorted(set(class_splits or {}) - {name for name, _, _ in models})
+    if not isinstance(options, ReportOptions):
+        raise TypeError(f'run_report takes a ReportOptions, got {type(options).__name__}')
+    models, results = [tuple(m) for m in options.models], [tuple(r) for r in options.results]
+    class_splits = dict(options.class_splits or {})
+    for spec, work_dir in options.sweeps:
+        more, found = sweep_models(spec, work_dir)
+        models += more
+        class_splits.update({n: p for n, p in found.items() if n not in class_splits})
+    protocol, out, gallery = options.protocol, options.out, options.gallery
+    data_root, config_dir = options.data_root, options.config_dir
+    present, missing = check_request(models, results, data_root, options.sets, protocol,
+                                     config_dir)
+    unknown = sorted(set(class_splits) - {name for name, _, _ in models})
     if unknown:
         raise ValueError(f'--class-split {unknown[0]}: no --model of that name')
-    for name, path in (class_splits or {}).items():
-        from ..evaluation.metrics import read_training_classes
+    for name, path in class_splits.items():
         read_training_classes(path)  # a wrong path fails now, not after the other sets ran
     splits = shared_class_splits([name for name, _, _ in models], class_splits)
     if gallery:
@@ -389,7 +460,8 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
         try:
             cfg, norm = build_test_config(
                 key, protocol, config, checkpoint, data_root, osp.join(out, 'work_dirs', name, key),
-                config_dir, batch_size, num_workers, verbose, splits.get(name), per_class)
+                config_dir, options.batch_size, options.num_workers, options.verbose,
+                splits.get(name), options.per_class)
             norms.setdefault(name, norm)
             hooks = []
             if key == gallery_set and name in recorded:
@@ -416,13 +488,13 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     if protocol == 'standard':
         notes.append('- ImageNet-A/R class subsets: the fixed 200-wnid lists published with the '
                      'sets (robustvit_mm/datasets/data/imagenet_{a,r}_wnids.json).')
-    rows = table_rows(table, order, protocol, top5)
+    rows = table_rows(table, order, protocol, options.top5)
     markdown = markdown_table(rows, order)
-    images = ReportImages(out, vis_backends)
+    images = ReportImages(out, options.vis_backends)
     try:
-        sections, made = _paper_sections(tables, table, order, protocol, out)
-        sections += _figure_4(tables, made, images, protocol, out, notes)
-        sections += per_class_section(images, table, order, protocol, top_classes,
+        sections = _paper_sections(table, order, protocol, out)
+        sections += _figure_4(table, order, images, protocol, out)
+        sections += per_class_section(images, table, order, protocol, options.top_classes,
                                       osp.join(out, 'report_per_class.csv'))
         if gallery:
             from .report_gallery import gallery_section
@@ -439,38 +511,38 @@ def run_report(models=(), results=(), data_root=None, protocol='paper',
     return 1 if failed else 0
 
 
-def _paper_sections(tables, results, order, protocol, out):
-    """The paper's tables (report_<table>.csv each) as report lines, and the tables."""
-    made = tables.paper_tables(results, order, protocol, tables.load_paper_results())
+def _paper_sections(results, order, protocol, out):
+    """The paper's tables in its layout (``report_table-<n>.csv`` each) as report lines."""
+    made = paper_layout.paper_tables(results, order, protocol, load_paper_results())
     for table in made:
-        tables.write_table_csv(osp.join(out, f'report_{table.name}.csv'), table)
+        paper_layout.write_table_csv(osp.join(out, f'report_{table.name}.csv'), table)
     if not made:
-        return [], made
-    return ['## As in the paper', '',
-            'Models named `ARCHITECTURE:METHOD`. Published numbers appear beside a value, with '
-            'the difference, when `robustvit_mm/experiments/data/paper_results.json` holds them (with '
-            'their table, row and column).', '', *tables.tables_markdown(made)], made
-
-
-def _figure_4(tables, made, images, protocol, out, notes):
-    """Figure 4, drawn from the Tables 10-11 numbers when class-split results exist: PNG, the
-    visualizer's backends, ``report_figure-4.csv`` (the plotted changes) and report lines."""
-    table = next((t for t in made if t.name == 'tables-10-11'), None)
-    drawn = table and tables.draw_figure_4(table, protocol)
-    if table and not drawn:
-        notes.append('- Figure 4: no architecture has both ARCH:original and ARCH:RobustViT in '
-                     'Tables 10-11; not drawn.')
-    if not drawn:
         return []
-    image, labels, plotted = drawn
+    return ['## As in the paper', '',
+            'Models named `ARCH:METHOD` (and `ARCH:METHOD@RUN` for Tables 8-9), in the paper\'s '
+            'layout: per column our value, the paper\'s published number and the difference '
+            '(ours - paper). The published numbers and their provenance (table, row, column) are '
+            '`robustvit_mm/experiments/data/paper_results.json`.', '',
+            *paper_layout.tables_markdown(made)]
+
+
+def _figure_4(results, order, images, protocol, out):
+    """Figure 4 when class-split results of ``ARCH:original`` and ``ARCH:RobustViT`` exist: PNG,
+    the visualizer's backends, ``report_figure-4.csv`` (ours, the paper's, the difference) and
+    report lines."""
+    used, points = paper_layout.figure_4(results, order, protocol, load_paper_results())
+    if not points:
+        return []
+    image, _ = paper_layout.draw_figure_4(points, used, protocol)
     images.add('figure_4', image, 'report_figure-4.png')
-    tables.write_figure_4_csv(osp.join(out, 'report_figure-4.csv'), labels, plotted)
+    paper_layout.write_figure_4_csv(osp.join(out, 'report_figure-4.csv'), points)
     return ['## Figure 4: fine-tuning classes vs other classes', '',
-            'Change in top-1 accuracy (points) of RobustViT over the original model, per set on '
-            'the fine-tuning classes and on the other classes, one bar per architecture (the '
-            'Tables 10-11 numbers; `report_figure-4.csv`).', '',
-            '![Figure 4](report_figure-4.png)', '']
+            f'Change of Ours over Original, averaged over {", ".join(used)}, on the fine-tuning '
+            'classes and on the other classes; (a) top-1, (b) top-5. Hatched bars: the paper\'s '
+            'averages (Tables 10-11, as printed; they do not all follow from those tables\' rows). '
+            'Numbers: `report_figure-4.csv`.', '', '![Figure 4](report_figure-4.png)', '']
 
 
-__all__ = ['run_report', 'check_request', 'find_sets', 'load_results', 'table_rows', 'SETS',
-           'PROTOCOLS', 'build_test_config', 'shared_class_splits']
+__all__ = ['ReportOptions', 'run_report', 'sweep_models', 'check_request', 'find_sets',
+           'load_results', 'table_rows', 'SETS', 'PROTOCOLS', 'build_test_config',
+           'shared_class_splits']
