@@ -14,14 +14,12 @@ SRC is a timm ``state_dict`` file (.pth/.bin/.safetensors, optionally nested und
 DST is written atomically and must not be SRC.
 """
 import argparse
-import sys
 
-from robustvit_mm.compat import silence_known_upstream_warnings
 from robustvit_mm.models.timm_weights import convert_timm_checkpoint
+from robustvit_mm.utils.cli import run_tool, start_tool
 
 
-def main():
-    silence_known_upstream_warnings()
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src')
@@ -30,15 +28,13 @@ def main():
     parser.add_argument('--img-size', type=int, default=None)
     parser.add_argument('--num-heads', type=int, default=None)
     parser.add_argument('--rope-ref-grid', type=int, default=16)
-    args = parser.parse_args()
-    try:
-        info = convert_timm_checkpoint(args.src, args.dst, args.target, img_size=args.img_size,
-                                       num_heads=args.num_heads, rope_ref_grid=args.rope_ref_grid)
-    except (ValueError, OSError) as error:
-        sys.exit(f'convert_timm_weights: {error}')
+    args = parser.parse_args(argv)
+    info = convert_timm_checkpoint(args.src, args.dst, args.target, img_size=args.img_size,
+                                   num_heads=args.num_heads, rope_ref_grid=args.rope_ref_grid)
     print(f'wrote {args.dst}: {info["tensors"]} tensors of a {info["family"]} checkpoint for a '
           f'{args.target} config')
 
 
 if __name__ == '__main__':
-    main()
+    start_tool()
+    run_tool(main)

@@ -65,6 +65,22 @@ def likely_fix(model_keys, unexpected):
             'this config).')
 
 
+_INPUT_SIZE_KEY = re.compile(r'(^|\.)(pos_embed|rope\.freqs_(cos|sin))$')
+
+
+def input_size_hint(model, shapes):
+    """For position tables of another size: timm weights converted without ``--img-size``."""
+    if not any(_INPUT_SIZE_KEY.search(key) for key, _, _ in shapes):
+        return ''
+    size = getattr(getattr(model, 'backbone', None), 'img_size', None)
+    if isinstance(size, (tuple, list)):
+        size = size[0] if len(set(size)) == 1 else None
+    option = f'--img-size {size}' if isinstance(size, int) else "--img-size <the config's img_size>"
+    return ('The position embeddings are made for another input size: timm weights converted '
+            'without --img-size keep the checkpoint\'s own size. Convert them again with '
+            f'tools/convert_timm_weights.py {option}. ')
+
+
 def strip_wrapper_prefix(state):
     """DDP saves ``module.<name>``; mmengine strips it when loading, so compare the same names."""
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
@@ -99,7 +115,8 @@ def check_state_dict(model, state, source, *, allow_missing=False, allow_unexpec
     if problems:
         raise ValueError(
             f'Checkpoint {source} does not fit the model {describe_model(model)}: '
-            + '; '.join(problems) + '. ' + likely_fix(list(model_state), unexpected)
+            + '; '.join(problems) + '. ' + input_size_hint(model, shapes)
+            + likely_fix(list(model_state), unexpected)
             + ' Nothing was loaded.')
     for label, keys in (('model tensors are not in the file (they keep their initial values)',
                          missing), ('tensors of the file are not in the model', unexpected)):

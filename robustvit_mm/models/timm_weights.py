@@ -104,6 +104,31 @@ def load_timm_state_dict(path):
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
 
 
+# A timm ViT (VisionTransformer, Beit, Eva) has a patch projection and attention blocks.
+_TIMM_VIT_MARKERS = (re.compile(r'^patch_embed\.proj\.weight$'), re.compile(_B + r'attn\.'))
+# Names of this package's own outputs and of mmpretrain checkpoints (ImageClassifier /
+# TimmClassifier): the file has been converted (or trained) already.
+_CONVERTED = re.compile(r'^(backbone|head|neck|model)\.')
+
+
+def check_timm_vit(state, path):
+    """Refuse, naming the cause, a file that is not a timm ViT checkpoint: weights converted
+    already (mmpretrain names) or another architecture (e.g. a ResNet)."""
+    names = list(state)
+    shown = ', '.join(names[:4]) + (', ...' if len(names) > 4 else '')
+    if sum(bool(_CONVERTED.match(k)) for k in names) > len(names) // 2:
+        raise ValueError(
+            f'{path}: the tensors have mmpretrain names ({shown}): the file is converted (or '
+            'trained with this package) already. Use it as the config\'s load_from as it is; to '
+            'convert again, start from the original timm file.')
+    if not all(any(marker.match(k) for k in names) for marker in _TIMM_VIT_MARKERS):
+        raise ValueError(
+            f'{path}: not a timm Vision Transformer checkpoint (no patch_embed.proj.weight and '
+            f'blocks.N.attn tensors; it holds {shown}). The converter and the relevance engine '
+            'take ViT-family checkpoints only (ViT, DeiT, DeiT3, DINOv2, BEiT, EVA-02, or other '
+            'timm VisionTransformer / Beit / Eva models with --target timm).')
+
+
 def detect_family(state):
     """'eva02', 'beit' or 'vit' (timm VisionTransformer: ViT, DeiT, DeiT3, DINOv2), from names."""
     if any(re.match(_B + r'attn\.q_proj\.', k) for k in state):
@@ -124,8 +149,10 @@ def _extra_tokens(pos_embed):
 
 
 def _resize_pos_embed(state, img_size):
-    """Resize ``pos_embed`` to ``img_size`` (mmpretrain's bicubic resize), square grids only."""
-    from mmpretrain.models.utils import resize_pos_embed
+    """Resample ``pos_embed`` to ``img_size`` as timm does when it loads a checkpoint into a model
+    of another size (``resample_abs_pos_embed``: bicubic, antialiased when shrinking), so the
+    converted model equals timm's own model of that size from the same weights. Square grids."""
+    from timm.layers import resample_abs_pos_embed
     pos = state['pos_embed']
     extra = _extra_tokens(pos)
     src = math.isqrt(pos.shape[1] - extra)
@@ -134,7 +161,9 @@ def _resize_pos_embed(state, img_size):
         raise ValueError(f'img_size={img_size} is not a multiple of the patch size {patch}')
     dst = img_size // patch
     if src != dst:
-        state['pos_embed'] = resize_pos_embed(pos, (src, src), (dst, dst), 'bicubic', extra)
+        state['pos_embed'] = resample_abs_pos_embed(pos, new_size=[dst, dst], old_size=[src, src],
+                                                    num_prefix_tokens=extra,
+                                                    interpolation='bicubic', antialias=True)
 
 
 def _eva02_rope_tables(state, num_heads, rope_ref_grid):
@@ -244,6 +273,7 @@ def convert_timm_checkpoint(src, dst, target='mmpretrain', img_size=None, num_he
         raise ValueError(f'destination {str(dst)!r} is the source checkpoint {str(src)!r}: '
                          'write the converted weights to another file')
     state = load_timm_state_dict(src)
+    check_timm_vit(state, src)
     if target == 'mmpretrain':
         family, converted = timm_to_mmpretrain(state, img_size, num_heads, rope_ref_grid)
     elif target == 'timm':

@@ -81,23 +81,23 @@ def test_every_family_loads_strictly_with_timms_logits(tmp_path, family):
 
 
 @pytest.mark.parametrize('family', ['deit3', 'dinov2', 'eva02'])
-def test_img_size_resizes_pos_embed_and_rope_for_the_config(tmp_path, family):
-    # A 48-px checkpoint (6x6 patches) for a 32-px config (4x4): pos_embed resized (DeiT3's has no
-    # class position), EVA-02's RoPE tables made for the new grid exactly as timm makes them.
+def test_img_size_gives_timms_own_model_of_that_size(tmp_path, family):
+    # A 48-px checkpoint (6x6 patches) for a 32-px config (4x4). The oracle is timm itself: its
+    # 32-px model loading the 48-px weights through its own checkpoint filter (position embeddings
+    # resampled bicubic with antialiasing; DeiT3's have no class position; EVA-02's RoPE tables
+    # made for the new grid).
+    from timm.models import eva, vision_transformer
     source = timm_model(family, 48)
     _, state = convert(tmp_path, source.state_dict(), family, img_size=32)
     model = our_model(family, 32)
     model.load_state_dict(state, strict=True)
-    pos_embed = state['backbone.pos_embed']
-    assert pos_embed.shape[1] == 1 + 16
-    if family == 'deit3':  # DeiT3 has no class position: ours is zero, timm's is absent
-        assert not pos_embed[:, 0].any()
-        pos_embed = pos_embed[:, 1:]
-    resized = timm_model(family, 32)
-    resized.load_state_dict(dict(source.state_dict(), pos_embed=pos_embed), strict=True)
+    assert state['backbone.pos_embed'].shape[1] == 1 + 16
+    timm_32 = timm_model(family, 32, seed=1)
+    checkpoint_filter = (eva if family == 'eva02' else vision_transformer).checkpoint_filter_fn
+    timm_32.load_state_dict(checkpoint_filter(source.state_dict(), timm_32), strict=True)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model(x, mode='tensor'), resized(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(x, mode='tensor'), timm_32(x), atol=1e-5, rtol=1e-5)
 
 
 def test_beit_refuses_another_size(tmp_path):
@@ -181,3 +181,79 @@ def test_writes_atomically(tmp_path, monkeypatch):
     convert_timm_checkpoint(src, tmp_path / 'new' / 'out.pth')  # creates the folder
     assert 'backbone.layers.0.attn.gamma1.weight' in torch.load(
         tmp_path / 'new' / 'out.pth', weights_only=True)['state_dict']
+
+
+# ---------------------------------------------------------------- files that are not timm ViTs
+def run_converter(*args):
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'convert_timm_weights.py'),
+                           *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_an_already_converted_file_is_named_as_such(tmp_path):
+    torch.save(timm_model('deit', 32).state_dict(), tmp_path / 'timm.pth')
+    convert_timm_checkpoint(tmp_path / 'timm.pth', tmp_path / 'converted.pth')
+    for target in ('mmpretrain', 'timm'):
+        with pytest.raises(ValueError, match=r'converted.pth: the tensors have mmpretrain names '
+                                             r'\(backbone\..*converted \(or trained with this '
+                                             r'package\) already.*load_from as it is') as error:
+            convert_timm_checkpoint(tmp_path / 'converted.pth', tmp_path / 'again.pth',
+                                    target=target)
+        assert '--target timm' not in str(error.value)
+    assert not (tmp_path / 'again.pth').exists()
+
+
+def test_a_resnet_is_refused_for_both_targets_naming_the_cause(tmp_path):
+    resnet = timm.create_model('resnet18', pretrained=False, num_classes=CLASSES)
+    torch.save(resnet.state_dict(), tmp_path / 'resnet.pth')
+    for target in ('mmpretrain', 'timm'):
+        proc = run_converter(tmp_path / 'resnet.pth', tmp_path / 'out.pth', '--target', target)
+        assert proc.returncode == 2, proc.stderr
+        assert 'not a timm Vision Transformer checkpoint' in proc.stderr
+        assert 'conv1.weight' in proc.stderr and 'Traceback' not in proc.stderr
+        assert 'no mmpretrain equivalent' not in proc.stderr
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_weights_converted_without_img_size_are_refused_naming_img_size(tmp_path):
+    from robustvit_mm.engine.checkpoint_check import load_checked_checkpoint
+    torch.save(timm_model('eva02', 48).state_dict(), tmp_path / 'eva02_48px.pth')
+    convert_timm_checkpoint(tmp_path / 'eva02_48px.pth', tmp_path / 'converted.pth',
+                            **EVA02_OPTIONS)  # no img_size: the 48-px grid is kept
+    model = our_model('eva02', 32)
+    with pytest.raises(ValueError, match=r'backbone\.pos_embed is \(1, 37, 48\) in the file but '
+                                         r'\(1, 17, 48\).*converted without --img-size.*'
+                                         r'tools/convert_timm_weights.py --img-size 32'):
+        load_checked_checkpoint(model, str(tmp_path / 'converted.pth'))
+    convert_timm_checkpoint(tmp_path / 'eva02_48px.pth', tmp_path / 'converted.pth',
+                            img_size=32, **EVA02_OPTIONS)  # the fix the message names
+    load_checked_checkpoint(model, str(tmp_path / 'converted.pth'))
+
+
+KILL_DURING_WRITE = '''
+import os, signal, sys, torch
+from robustvit_mm.models import timm_weights
+real_save = torch.save
+def save_then_die(obj, f, *args, **kwargs):  # kill -9 with half the bytes written
+    real_save(obj, f, *args, **kwargs)
+    f.truncate(f.tell() // 2)
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = save_then_die
+timm_weights.convert_timm_checkpoint(sys.argv[1], sys.argv[2])
+'''
+
+
+def test_kill_9_during_the_write_leaves_no_finished_looking_file_and_the_rerun_converts(tmp_path):
+    src, dst = tmp_path / 'timm.pth', tmp_path / 'out.pth'
+    torch.save(timm_model('deit3', 32).state_dict(), src)
+    proc = subprocess.run([sys.executable, '-c', KILL_DURING_WRITE, str(src), str(dst)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == -9, proc.stderr
+    assert not dst.exists()  # only a hidden temporary file remains
+    assert [p for p in os.listdir(tmp_path) if not p.startswith('.')] == ['timm.pth']
+    assert run_converter(src, dst).returncode == 0  # the rerun
+    convert_timm_checkpoint(src, tmp_path / 'uninterrupted.pth')
+    rerun = torch.load(dst, weights_only=True)['state_dict']
+    uninterrupted = torch.load(tmp_path / 'uninterrupted.pth', weights_only=True)['state_dict']
+    assert rerun.keys() == uninterrupted.keys()
+    assert all(torch.equal(rerun[k], uninterrupted[k]) for k in rerun)
