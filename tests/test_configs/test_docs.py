@@ -264,3 +264,25 @@ def test_files_of_this_repository_the_docs_name_exist(path):
                        r'\.(?:py|json|sh))', text)
     missing = sorted({p for p in named if not osp.exists(osp.join(REPO, p))})
     assert not missing, f'{rel(path)} names files that do not exist: {missing}'
+
+
+def test_readme_lists_every_registered_name_in_its_registry():
+    """README's table of registered names is the package's registrations, each in the registry named."""
+    import mmpretrain.registry as registries
+
+    import robustvit_mm  # noqa: F401  (registers everything)
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    table = text[text.index('| registered name | registry |'):]
+    table = table[:table.index('\n\n')].splitlines()[2:]
+    listed = set()
+    for row in table:
+        names, registry = [cell.strip() for cell in row.strip('|').split('|')][:2]
+        for name in re.findall(r'`(\w+)`', names):
+            assert getattr(registries, registry).get(name) is not None, (name, registry)
+            listed.add((registry, name))
+    ours = {(registry, name) for registry in ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS',
+                                              'LOG_PROCESSORS')
+            for name, cls in getattr(registries, registry).module_dict.items()
+            if cls.__module__.startswith('robustvit_mm')}
+    assert listed == ours, f'registered but not in README: {sorted(ours - listed)}'
