@@ -1,7 +1,7 @@
 """Draw relevance maps (GAE, attention rollout or raw attention) of a ViT classifier for some images.
 
     python tools/visualize_relevance.py CONFIG [CHECKPOINT] IMAGES... --out DIR \
-        [--method gae|rollout|raw] [--target CLASS_IDX] [--batch-size N] [--device cpu] \
+        [--method gae|attention_rollout|raw_attention] [--target CLASS_IDX] [--batch-size N] [--device cpu] \
         [--vis-backend tensorboard|wandb ...] [--alpha 0.5] [--cfg-options KEY=VALUE ...]
 
 The command line of ``robustvit_mm.apis.RelevanceInferencer``:
@@ -19,6 +19,7 @@ and skipped, and the exit code is then 1; a checkpoint that does not fit, or a m
 explain, is an error (exit code 2).
 """
 import argparse
+import os
 import sys
 
 CHECKPOINT_EXTENSIONS = ('.pth', '.pt', '.ckpt')
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     from robustvit_mm.apis.inferencer import METHODS, VIS_BACKENDS
     parser = argparse.ArgumentParser(
-        description='Relevance maps (GAE / rollout / raw attention) of a ViT classifier.',
+        description='Relevance maps (GAE / attention rollout / raw attention) of a ViT classifier.',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('config', help='model config file or mmpretrain model name')
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] IMAGES',
@@ -37,9 +38,10 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='checkpoint (alternative to the positional one)')
     parser.add_argument('--allow-partial', action='store_true',
                         help='accept a checkpoint that lacks or adds tensors (never other shapes)')
-    parser.add_argument('--method', choices=METHODS + ('raw_attention', ), default='gae')
+    parser.add_argument('--method', choices=METHODS, default='gae')
     parser.add_argument('--target', type=int, default=None,
-                        help='class index to explain for every image (default: the prediction)')
+                        help='class index to explain for every image (default: the prediction); '
+                        'attention_rollout and raw_attention are class-agnostic and ignore it')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--device', default=None, help="e.g. 'cpu', 'cuda:0' (default: cuda if any)")
     parser.add_argument('--alpha', type=float, default=0.5, help='heat-map opacity in [0, 1]')
@@ -58,6 +60,8 @@ def parse_args(argv=None):
         args.checkpoint = paths.pop(0)
     if not paths:
         parser.error('no images given')
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f'--out {args.out}: is a file; give a folder to write the figures to')
     args.paths = paths
     return args
 
@@ -69,7 +73,6 @@ def main(argv=None):
     import torch
     from mmengine.config import Config
     from robustvit_mm.apis import RelevanceInferencer
-    from robustvit_mm.apis.inferencer import collect_images
 
     model = args.config
     if model.endswith('.py'):
@@ -78,37 +81,34 @@ def main(argv=None):
             model.merge_from_dict(args.cfg_options)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     try:
-        inferencer = RelevanceInferencer(model, args.checkpoint, method=args.method, device=device,
+        inferencer = RelevanceInferencer(model, args.checkpoint, device=device, method=args.method,
                                          allow_partial=args.allow_partial, alpha=args.alpha,
                                          vis_backends=args.vis_backend)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
         print(f'error: {args.config}: {error}', file=sys.stderr)
         return 2
-    try:
-        inferencer.check_target(args.target)
-    except ValueError as error:
-        print(f'error: --target {args.target}: {error}', file=sys.stderr)
-        return 2
-    images, problems = collect_images(args.paths)
-    for path, why in problems:
-        print(f'error: {path}: {why}', file=sys.stderr)
-    failed, total, index = [], len(images), 0
+    failed = 0
     with inferencer:  # closing flushes the visualizer backends (TensorBoard's last image)
-        for start in range(0, total, args.batch_size):
-            for result in inferencer(images[start:start + args.batch_size], args.batch_size,
-                                     target=args.target, out_dir=args.out, skip_unreadable=True):
-                index += 1
-                prefix = f"[{index}/{total}] {result['input']}"
-                if 'error' in result:
-                    print(f"{prefix}: error: {result['error']}; skipped", file=sys.stderr)
-                    failed.append(result['input'])
-                    continue
-                name = f" ({result['pred_class']})" if 'pred_class' in result else ''
-                explained = f', explaining class {args.target}' if args.target is not None else ''
-                print(f"{prefix}: predicted class {result['pred_label']}{name}, "
-                      f"top-1 score {result['pred_score']:.4f}{explained}", flush=True)
-    print(f'{total - len(failed)} of {total} image(s) written to {args.out} (method {args.method})')
-    return 1 if failed or problems else 0
+        try:  # one call; results come one at a time, without their arrays: memory stays flat
+            results = inferencer.stream(args.paths, batch_size=args.batch_size, target=args.target,
+                                        show_dir=args.out, skip_unreadable=True,
+                                        return_maps=False, show_progress=False)
+        except ValueError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
+        total = len(results)
+        for index, result in enumerate(results, 1):
+            prefix = f"[{index}/{total}] {result['input']}"
+            if 'error' in result:
+                print(f"{prefix}: error: {result['error']}; skipped", file=sys.stderr, flush=True)
+                failed += 1
+                continue
+            name = f" ({result['pred_class']})" if 'pred_class' in result else ''
+            explained = f', explaining class {args.target}' if args.target is not None else ''
+            print(f"{prefix}: predicted class {result['pred_label']}{name}, "
+                  f"top-1 score {result['pred_score']:.4f}{explained}", flush=True)
+    print(f'{total - failed} of {total} image(s) written to {args.out} (method {args.method})')
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

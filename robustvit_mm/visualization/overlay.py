@@ -75,6 +75,19 @@ def colour_bar(height, width=10):
     return heatmap(values)
 
 
+def put_text(canvas, text, position, height, align='center', colour=(0, 0, 0)):
+    """Write ``text`` into RGB uint8 ``canvas`` in place: capitals ``height`` px tall, the left edge
+    at ``position[0]``, the top / centre / bottom (``align``) at ``position[1]``. OpenCV's font,
+    not matplotlib's: a figure a few milliseconds, so a whole data set can be drawn."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = cv2.getFontScaleFromHeight(font, int(height), 1)
+    (_, text_height), _ = cv2.getTextSize(text, font, scale, 1)
+    x, y = position
+    baseline = dict(top=y + text_height, center=y + text_height // 2, bottom=y)[align]
+    cv2.putText(canvas, text, (int(x), int(baseline)), font, scale, colour, 1, cv2.LINE_AA)
+    return canvas
+
+
 def overlay(image, relevance, alpha=0.5):
     """Blend the relevance heat map over the image (resized to the image if needed)."""
     heat = heatmap(relevance)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -13,8 +14,11 @@ import pytest
 import torch
 
 import robustvit_mm  # noqa: F401
+from mmpretrain.structures import DataSample
+
 from robustvit_mm.apis import RelevanceInferencer, init_checked_model
-from robustvit_mm.apis.inferencer import collect_images, strip_mask_steps
+from robustvit_mm.apis.inputs import Unreadable, collect_images, strip_mask_steps
+from robustvit_mm.datasets.imagenet_classes import imagenet_class_names, imagenet_wnids
 from robustvit_mm.relevance import attention_rollout, gae_relevance
 from stock_run_helpers import REPO, tensorboard_images
 
@@ -91,10 +95,10 @@ def model_inputs(model, path):
 
 def test_inferencer_predicts_explains_and_draws(tmp_path, inputs, tiny):
     config, checkpoint, model = tiny
-    inferencer = RelevanceInferencer(config, checkpoint)
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
     paths = [str(inputs / 'red.jpg'), str(inputs / 'blue.jpg')]
     blue_array = cv2.imread(paths[1])
-    results = inferencer([*paths, blue_array], batch_size=2, draw=True)
+    results = inferencer([*paths, blue_array], batch_size=2, return_vis=True)
     assert [r['input'] for r in results] == [*paths, 'array #2']
 
     for path, result in zip(paths, results):
@@ -133,12 +137,17 @@ def test_inferencer_predicts_explains_and_draws(tmp_path, inputs, tiny):
     single = inferencer(paths[0])[0]
     np.testing.assert_allclose(single['relevance'], results[0]['relevance'], atol=1e-5)
     assert 'visualization' not in single
-    rolled = inferencer(paths[0], method='rollout', target=2)[0]
-    expected, _ = attention_rollout(model, model_inputs(model, paths[0]),
-                                    torch.tensor([2]))
+    rolled = inferencer(paths[0], method='attention_rollout')[0]
+    expected, _ = attention_rollout(model, model_inputs(model, paths[0]))
     np.testing.assert_allclose(rolled['relevance'], expected[0, 0].detach().numpy(), atol=1e-5)
-    assert rolled['target'] == 2 and rolled['method'] == 'rollout'
-    assert 'explaining 2' in inferencer.title(rolled) or rolled['pred_label'] == 2
+    assert rolled['method'] == 'attention_rollout'
+    # the class argmax returns (a NumPy integer) is a target like any other
+    other = np.int64((results[0]['pred_label'] + 1) % 3)
+    explained = inferencer(paths[0], target=other)[0]
+    expected, _ = gae_relevance(model, model_inputs(model, paths[0]), torch.tensor([int(other)]))
+    np.testing.assert_allclose(explained['relevance'], expected[0, 0].detach().numpy(), atol=1e-5)
+    assert explained['target'] == other and type(explained['target']) is int
+    assert f'explaining {other}' in inferencer.title(explained)
 
 
 def test_inferencer_refuses_bad_input(tmp_path, inputs, tiny):
@@ -147,16 +156,21 @@ def test_inferencer_refuses_bad_input(tmp_path, inputs, tiny):
     broken = str(inputs / 'broken.jpg')
     with pytest.raises(ValueError, match=r'cannot read .*broken\.jpg'):
         inferencer(broken)
-    out = inferencer([str(inputs / 'red.jpg'), broken, str(tmp_path / 'nope.jpg')],
-                     skip_unreadable=True)
-    assert [('error' in r, osp.basename(r['input'])) for r in out] == \
-        [(True, 'nope.jpg'), (False, 'red.jpg'), (True, 'broken.jpg')]
     with pytest.raises(FileNotFoundError, match='nope.jpg: no such file'):
         inferencer(str(tmp_path / 'nope.jpg'))
     with pytest.raises(ValueError, match=r'target=3 is not a class index in 0\.\.2'):
         inferencer(str(inputs / 'red.jpg'), target=3)
     with pytest.raises(ValueError, match='unknown relevance method'):
         inferencer(str(inputs / 'red.jpg'), method='gradcam')
+    with pytest.raises(ValueError, match="'rollout' is called 'attention_rollout'"):
+        inferencer(str(inputs / 'red.jpg'), method='rollout')
+    with pytest.raises(ValueError, match=r'target=True is not a class index'):
+        inferencer(str(inputs / 'red.jpg'), target=True)
+    with pytest.raises(ValueError, match=r"unknown argument \{'dpi'\}"):
+        inferencer(str(inputs / 'red.jpg'), dpi=3)
+    (tmp_path / 'taken').write_text('a file, not a folder')
+    with pytest.raises(ValueError, match=r'show_dir=.*taken.* is a file'):
+        inferencer(str(inputs / 'red.jpg'), show_dir=str(tmp_path / 'taken'))
     with pytest.raises(ValueError, match=r'alpha=5.*\[0, 1\]'):
         RelevanceInferencer(config, checkpoint, alpha=5)
     # weights that do not fit: the one checkpoint check, naming the converter for timm files
@@ -175,6 +189,150 @@ def test_inferencer_refuses_bad_input(tmp_path, inputs, tiny):
         RelevanceInferencer(str(resnet))
 
 
+def test_results_keep_the_order_of_the_inputs(tmp_path, inputs, tiny):
+    """results[i] belongs to the i-th image (a folder counts as its sorted image files) with
+    skip_unreadable: a missing path or an empty folder gives its error record in its place."""
+    config, checkpoint, _ = tiny
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
+    (tmp_path / 'empty').mkdir()
+    array = cv2.imread(str(inputs / 'red.jpg'))
+    given = [str(inputs / 'red.jpg'), str(tmp_path / 'nope.jpg'), str(inputs),
+             str(tmp_path / 'empty'), array]
+    results = inferencer(given, batch_size=2, skip_unreadable=True)
+    assert [(osp.basename(r['input']), 'error' in r) for r in results] == [
+        ('red.jpg', False), ('nope.jpg', True), ('blue.jpg', False), ('broken.jpg', True),
+        ('red.jpg', False), ('empty', True), ('array #6', False)]
+    assert results[1]['error'] == 'no such file or folder'
+    assert results[5]['error'] == 'folder has no image files'
+    assert 'cannot identify' in results[3]['error'] or 'broken.jpg' in results[3]['error']
+    # each result is the one of its own image: the same as explaining it alone
+    for index, image in ((0, given[0]), (2, str(inputs / 'blue.jpg')), (6, array)):
+        alone = inferencer(image)[0]
+        np.testing.assert_allclose(results[index]['relevance'], alone['relevance'], atol=1e-5)
+        assert results[index]['pred_label'] == alone['pred_label']
+
+
+def test_class_names_are_readable(tmp_path, inputs, tiny):
+    """pred_class: ImageNet-1k wnids (what trained checkpoints save) become ImageNet's names; a
+    1000-class model without names (converted weights) gets ImageNet-1k's; other names stay."""
+    config, _, model = tiny
+    wnids = list(imagenet_wnids()[:3])
+    trained = tmp_path / 'trained.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {'dataset_meta': {'classes': wnids}}},
+               str(trained))
+    result = RelevanceInferencer(config, pretrained=str(trained))(str(inputs / 'red.jpg'))[0]
+    assert result['pred_class'] == ['tench', 'goldfish', 'great white shark'][result['pred_label']]
+    wide = tmp_path / 'imagenet_head.py'
+    wide.write_text(CONFIG.replace('num_classes=3', 'num_classes=1000'))
+    converted = init_checked_model(str(wide))
+    torch.nn.init.normal_(converted.head.layers.head.weight, std=0.5)
+    converted_file = tmp_path / 'converted.pth'
+    torch.save(converted.state_dict(), str(converted_file))  # a bare state dict: no class names
+    result = RelevanceInferencer(str(wide), pretrained=str(converted_file))(
+        str(inputs / 'red.jpg'))[0]
+    assert result['pred_class'] == imagenet_class_names()[result['pred_label']]
+    assert not result['pred_class'].startswith('n0')
+    named = RelevanceInferencer(config, pretrained=str(trained), classes=CLASSES)
+    assert named(str(inputs / 'red.jpg'))[0]['pred_class'] in CLASSES
+
+
+def test_mmpretrain_option_names(tmp_path, inputs, tiny):
+    """pretrained= / show_dir= / return_vis= as in mmpretrain's inferencers; the other
+    spellings are refused naming mmpretrain's."""
+    config, checkpoint, _ = tiny
+    with pytest.raises(TypeError, match=r'checkpoint= is called pretrained='):
+        RelevanceInferencer(config, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match='pretrained=True: give the weights'):
+        RelevanceInferencer(config, pretrained=True)
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
+    with pytest.raises(TypeError, match=r'out_dir= is called show_dir='):
+        inferencer(str(inputs / 'red.jpg'), out_dir=str(tmp_path / 'o'))
+    with pytest.raises(TypeError, match=r'draw= is called return_vis='):
+        inferencer(str(inputs / 'red.jpg'), draw=True)
+    with inferencer:
+        result = inferencer(str(inputs / 'red.jpg'), show_dir=str(tmp_path / 'vis'))[0]
+    assert result['out_file'] == str(tmp_path / 'vis' / 'red_relevance.png')
+    assert cv2.imread(result['out_file']).shape[0] == BAND + SIZE
+    assert 'visualization' not in result
+
+
+def test_output_names_are_unique_and_the_same_on_every_call(tmp_path, inputs, tiny):
+    config, checkpoint, _ = tiny
+    for folder in ('a', 'b'):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'red.jpg').write_bytes((inputs / 'red.jpg').read_bytes())
+    array = cv2.imread(str(inputs / 'blue.jpg'))
+    given = [str(tmp_path / 'a'), str(tmp_path / 'b'), array]
+    out = tmp_path / 'vis'
+    with RelevanceInferencer(config, pretrained=checkpoint) as inferencer:
+        calls = [[osp.basename(r['out_file']) for r in inferencer(given, show_dir=str(out))]
+                 for _ in range(2)]
+    assert calls == [['red_relevance.png', 'red_1_relevance.png', 'array_2_relevance.png']] * 2
+    assert sorted(os.listdir(out)) == ['array_2_relevance.png', 'red_1_relevance.png',
+                                       'red_relevance.png', 'vis_data']
+
+
+def test_the_four_stages_make_the_call(inputs, tiny):
+    """__call__ is BaseInferencer's stages in order: preprocess -> forward -> visualize ->
+    postprocess, each taking its declared keyword arguments; results as DataSample on request."""
+    config, checkpoint, _ = tiny
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
+    paths = [str(inputs / 'red.jpg'), str(inputs / 'blue.jpg')]
+    records = next(inferencer.preprocess(inferencer._inputs_to_list(paths), batch_size=2))
+    assert [r['input'] for r in records] == paths and all('data' in r for r in records)
+    preds = inferencer.forward(records, method='gae')
+    staged = inferencer.postprocess(preds, inferencer.visualize(preds, return_vis=True))
+    called = inferencer(paths, batch_size=2, return_vis=True)
+    for one, other in zip(staged, called):
+        assert one.keys() == other.keys()
+        np.testing.assert_array_equal(one['visualization'], other['visualization'])
+        np.testing.assert_allclose(one['relevance'], other['relevance'], atol=1e-6)
+    samples = inferencer(paths, return_datasamples=True)
+    assert all(isinstance(s, DataSample) for s in samples)
+    assert [int(s.pred_label) for s in samples] == [r['pred_label'] for r in called]
+    np.testing.assert_allclose(samples[0].relevance, called[0]['relevance'], atol=1e-6)
+    assert samples[1].input == paths[1] and samples[1].method == 'gae'
+    light = inferencer(paths, return_maps=False)[0]
+    assert not {'relevance', 'image', 'pred_scores'} & set(light) and 'pred_label' in light
+
+
+def _peak_memory(inferencer, folder, out):
+    """Peak traced memory (bytes) of writing every figure of ``folder`` through ``stream``."""
+    tracemalloc.start()
+    try:
+        written = sum('out_file' in r for r in inferencer.stream(
+            str(folder), batch_size=50, show_dir=str(out), return_maps=False,
+            show_progress=False))
+        return written, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+def test_writing_a_data_set_runs_in_flat_memory(tmp_path, tiny):
+    """Figures of 1500 images take no more memory than those of 150: results are handed out one
+    at a time and not kept. The allowance is 5 % of what keeping the results would cost."""
+    config, checkpoint, _ = tiny
+    rng = np.random.default_rng(0)
+    sizes = dict(warm=20, few=150, many=1500)
+    for name, count in sizes.items():
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            cv2.imwrite(str(tmp_path / name / f'{i:05d}.png'),
+                        rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
+    with inferencer:
+        peaks = {name: _peak_memory(inferencer, tmp_path / name, tmp_path / f'out_{name}')
+                 for name in sizes}
+    assert {name: written for name, (written, _) in peaks.items()} == sizes
+    assert len(os.listdir(tmp_path / 'out_many')) == sizes['many'] + 1  # + vis_data/
+    full = inferencer(str(tmp_path / 'few' / '00000.png'), return_vis=True)[0]
+    kept_per_image = sum(full[k].nbytes for k in ('relevance', 'image', 'pred_scores',
+                                                   'visualization'))
+    growth = peaks['many'][1] - peaks['few'][1]
+    assert growth < 0.05 * (sizes['many'] - sizes['few']) * kept_per_image, (growth, peaks)
+
+
 def test_pipeline_and_input_helpers(tmp_path):
     steps = strip_mask_steps([
         dict(type='LoadImageFromFile'), dict(type='LoadForegroundMask'),
@@ -187,12 +345,12 @@ def test_pipeline_and_input_helpers(tmp_path):
     (tmp_path / 'empty').mkdir()
     for name in ('d/b.png', 'd/sub/a.JPG', 'd/readme.txt', 'x.dat'):
         (tmp_path / name).write_bytes(b'')
-    images, problems = collect_images([str(tmp_path / 'd'), str(tmp_path / 'x.dat'),
-                                       str(tmp_path / 'nope.jpg'), str(tmp_path / 'empty')])
+    images = collect_images([str(tmp_path / 'd'), str(tmp_path / 'nope.jpg'),
+                             str(tmp_path / 'x.dat'), str(tmp_path / 'empty')])
     assert images == [str(tmp_path / 'd' / 'b.png'), str(tmp_path / 'd' / 'sub' / 'a.JPG'),
-                      str(tmp_path / 'x.dat')]
-    assert [(osp.basename(p), why) for p, why in problems] == [
-        ('nope.jpg', 'no such file or folder'), ('empty', 'folder has no image files')]
+                      Unreadable(str(tmp_path / 'nope.jpg'), 'no such file or folder'),
+                      str(tmp_path / 'x.dat'),
+                      Unreadable(str(tmp_path / 'empty'), 'folder has no image files')]
 
 
 def _run(args, cwd):
@@ -213,7 +371,12 @@ def test_tool_writes_every_image_to_every_backend(tmp_path, inputs, tiny):
     assert result.returncode == 1, output
     assert 'broken.jpg' in result.stderr and 'missing.jpg' in result.stderr, output
     assert 'Traceback' not in output, output
-    assert '[1/3]' in output and '[3/3]' in output and '2 of 3 image(s) written' in output
+    # one line per input (errors on stderr), numbered in the order given
+    lines = sorted(line for line in output.splitlines() if line.startswith('['))
+    assert [re.match(r'\[(\d)/4\] \S+?(\w+)\.jpg: (\w+)', line).groups() for line in lines] == [
+        ('1', 'red', 'predicted'), ('2', 'broken', 'error'), ('3', 'blue', 'predicted'),
+        ('4', 'missing', 'error')], output
+    assert '2 of 4 image(s) written' in output
     for stem in ('red', 'blue'):
         plain = out / f'{stem}_relevance.png'
         np.testing.assert_array_equal(cv2.imread(str(out / 'vis_data' / 'vis_image' /
@@ -240,3 +403,11 @@ def test_tool_refuses_unconverted_weights_and_bad_options(tmp_path, inputs, tiny
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'convert them with tools/convert_timm_weights.py' in result.stderr
     assert 'Traceback' not in result.stderr and not (tmp_path / 'o' / 'red_relevance.png').exists()
+    # --out naming a file: refused before the model (and its missing checkpoint) is loaded
+    (tmp_path / 'taken.png').write_bytes(b'an existing file')
+    result = _run([config, str(tmp_path / 'absent.pth'), str(inputs / 'red.jpg'), '--out',
+                   str(tmp_path / 'taken.png')], cwd=str(tmp_path))
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert re.search(r'--out \S*taken\.png: is a file; give a folder', result.stderr), result.stderr
+    assert 'absent.pth' not in result.stderr and (tmp_path / 'taken.png').read_bytes() == \
+        b'an existing file'
