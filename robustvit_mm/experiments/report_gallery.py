@@ -180,7 +180,7 @@ def draw_gallery(images, pair, configs, checkpoints, records, request):
             lines += [f'{group.heading}: {len(group.pairs)} image(s) drawn.', '']
             for i, (before, after) in enumerate(group.pairs):
                 path = before['img_path']
-                results = [inf(path, target=rec['pred_label'])[0]
+                results = [inf(path, target=rec['pred_label'], show_progress=False)[0]
                            for inf, rec in zip(inferencers, (before, after))]
                 picture = _draw(images, inferencers, pair, results, before, after, group.change,
                                 class_names)
