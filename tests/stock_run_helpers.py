@@ -51,8 +51,7 @@ optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = dict(step_size=1)  # the lr changes every epoch: a resume must restore it
 train_cfg = dict(max_epochs={epochs})
 default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='SaveClassSplitHook'),
-                dict(type='GAERelevanceHook', interval=2, num_samples=2)]
+custom_hooks = [dict(type='GAERelevanceHook', interval=2, num_samples=2)]
 randomness = dict(seed=0, deterministic=True)
 {extra}
 '''

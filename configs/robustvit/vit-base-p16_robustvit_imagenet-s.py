@@ -41,7 +41,5 @@ model = dict(
 
 optim_wrapper = dict(optimizer=dict(lr=3e-6))
 
-custom_hooks = [
-    dict(type='SaveClassSplitHook'),
-    dict(type='GAERelevanceHook', interval=100, num_samples=4),
-]
+# SaveClassSplitHook comes from the runtime base (default_hooks.class_split).
+custom_hooks = [dict(type='GAERelevanceHook', interval=100, num_samples=4)]

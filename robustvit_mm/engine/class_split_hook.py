@@ -114,8 +114,7 @@ class SaveClassSplitHook(Hook):
     otherwise a ``ValueError`` names both loaders' settings and training does not start.
 
     The runtime base registers it in ``default_hooks`` (key ``class_split``), so a child config's
-    own ``custom_hooks`` cannot drop the check; when a config also lists it in ``custom_hooks``,
-    only the first instance of the runner acts.
+    own ``custom_hooks`` cannot drop the check.
 
     Args:
         filename (str): File name inside ``work_dir``.
@@ -141,9 +140,6 @@ class SaveClassSplitHook(Hook):
         if not named:
             return
         self._written = True
-        if any(isinstance(h, SaveClassSplitHook) for h in
-               getattr(runner, 'hooks', [])[:self._index(runner)]):
-            return  # another instance (default_hooks and custom_hooks) does the work
         check_one_class_split(named)
         if not is_main_process():
             return
@@ -155,10 +151,6 @@ class SaveClassSplitHook(Hook):
             f'SaveClassSplitHook: ImageNet-S class split written to {path} ('
             + ', '.join(f'{part}: {len(record[part])} classes' for part in ('train', 'val', 'all')
                         if part in record) + ')')
-
-    def _index(self, runner) -> int:
-        hooks = list(getattr(runner, 'hooks', []))
-        return next((i for i, h in enumerate(hooks) if h is self), 0)
 
     def before_train(self, runner) -> None:
         self._write(runner)

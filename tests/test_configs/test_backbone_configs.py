@@ -107,8 +107,7 @@ test_dataloader = val_dataloader
 load_from = {ckpt!r}
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='SaveClassSplitHook'),
-                dict(type='GAERelevanceHook', interval=2, num_samples=2)]
+custom_hooks = [dict(type='GAERelevanceHook', interval=2, num_samples=2)]
 randomness = dict(seed=0)
 '''
 

@@ -48,6 +48,13 @@ def classification_term(cfg):
 def test_config_parses(path):
     cfg = Config.fromfile(path)
     assert 'model' in cfg or 'test_dataloader' in cfg or 'train_dataloader' in cfg
+    # Each hook is registered once: SaveClassSplitHook by the runtime base's default_hooks only.
+    hooks = list((cfg.get('default_hooks') or {}).values()) + list(cfg.get('custom_hooks') or [])
+    split_hooks = [h for h in hooks if isinstance(h, dict) and h.get('type') == 'SaveClassSplitHook']
+    assert len(split_hooks) <= 1, path
+    train_set = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if train_set.get('type') == 'ImageNetSMaskDataset':
+        assert cfg.default_hooks.get('class_split') == dict(type='SaveClassSplitHook'), path
 
 
 def check_schedule(cfg, lr, batch, epochs):

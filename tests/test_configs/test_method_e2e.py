@@ -33,8 +33,7 @@ load_from = {ckpt!r}
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 train_cfg = dict(max_epochs={epochs})
 default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='SaveClassSplitHook'),
-                dict(type='GAERelevanceHook', interval=4, num_samples=2)]
+custom_hooks = [dict(type='GAERelevanceHook', interval=4, num_samples=2)]
 randomness = dict(seed=0)
 '''
 

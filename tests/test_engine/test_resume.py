@@ -56,8 +56,7 @@ class CrashAfterValEpoch(Hook):
 
 CRASH_CONFIG = '''
 custom_imports = dict(imports=['robustvit_mm', 'crash_after_val_epoch'], allow_failed_imports=False)
-custom_hooks = [dict(type='SaveClassSplitHook'),
-                dict(type='GAERelevanceHook', interval=2, num_samples=2),
+custom_hooks = [dict(type='GAERelevanceHook', interval=2, num_samples=2),
                 dict(type='CrashAfterValEpoch', epoch=1)]
 '''
 

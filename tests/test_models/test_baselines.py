@@ -489,7 +489,6 @@ test_dataloader = val_dataloader
 load_from = {ckpt!r}
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='SaveClassSplitHook')]
 randomness = dict(seed=0)
 '''
 TINY_MM = ("backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2, "

@@ -56,87 +56,34 @@ mask_pipeline = [
     dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
 ]
 
-pretrain_dataloader = dict(
-    batch_size=64,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='CustomDataset',  # ImageFolder: labels = indices of the sorted class_* folders
-        data_root=data_root,
-        data_prefix='pretrain',
-        pipeline=image_pipeline))
 
-finetune_dataloader = dict(
-    batch_size=16,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='ImageNetSMaskDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='masked/images', mask_path='masked/masks'),
-        split='all',
-        labels='sorted_folders',
-        pipeline=mask_pipeline))
+def _loader(batch_size, dataset, shuffle=False):
+    """One dataloader of this benchmark (CPU-friendly settings above)."""
+    return dict(batch_size=batch_size, num_workers=0, persistent_workers=False, pin_memory=False,
+                sampler=dict(type='DefaultSampler', shuffle=shuffle), dataset=dataset)
 
-finetune_val_dataloader = dict(
-    batch_size=16,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ImageNetSMaskDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='masked_val/images', mask_path='masked_val/masks'),
-        split='all',
-        labels='sorted_folders',
-        test_mode=True,
-        pipeline=mask_pipeline))
 
-in_dist_test_dataloader = dict(
-    batch_size=128,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='test_in_dist',
-        test_mode=True,
-        pipeline=image_pipeline))
+def _image_folder(prefix, **kwargs):
+    """ImageFolder split: labels = indices of the sorted class_* folders."""
+    return dict(type='CustomDataset', data_root=data_root, data_prefix=prefix,
+                pipeline=image_pipeline, **kwargs)
 
-shifted_test_dataloader = dict(
-    batch_size=128,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='test_shifted',
-        test_mode=True,
-        pipeline=image_pipeline))
 
-shifted_mask_test_dataloader = dict(
-    batch_size=128,
-    num_workers=0,
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ImageNetSMaskDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='test_shifted', mask_path='test_shifted_masks'),
-        split='all',
-        labels='sorted_folders',
-        test_mode=True,
-        pipeline=mask_pipeline))
+def _mask_folders(images, masks, **kwargs):
+    """ImageNet-S layout split (images + exact masks), labels = ranks of the sorted folders."""
+    return dict(type='ImageNetSMaskDataset', data_root=data_root,
+                data_prefix=dict(img_path=images, mask_path=masks), split='all',
+                labels='sorted_folders', pipeline=mask_pipeline, **kwargs)
+
+
+pretrain_dataloader = _loader(64, _image_folder('pretrain'), shuffle=True)
+finetune_dataloader = _loader(16, _mask_folders('masked/images', 'masked/masks'), shuffle=True)
+finetune_val_dataloader = _loader(
+    16, _mask_folders('masked_val/images', 'masked_val/masks', test_mode=True))
+in_dist_test_dataloader = _loader(128, _image_folder('test_in_dist', test_mode=True))
+shifted_test_dataloader = _loader(128, _image_folder('test_shifted', test_mode=True))
+shifted_mask_test_dataloader = _loader(
+    128, _mask_folders('test_shifted', 'test_shifted_masks', test_mode=True))
 
 # Top-1 accuracy for the ImageFolder splits. val_evaluator / test_evaluator are NOT set here: the
 # method runtime base sets them, and mmengine forbids the same key in two bases of one config.
