@@ -1,32 +1,34 @@
-"""Robustness report: evaluate models on every shifted set found under a data root and compare them.
+"""Robustness report: evaluate models on every shifted set found under a data root, compare them,
+and lay the numbers out as the paper's tables beside its published ones.
 
     python tools/robustness_report.py --data-root data --protocol paper --out work_dirs/report \
-        --model pretrained configs/robustvit/vit-base-p16_robustvit_imagenet-s.py checkpoints/vit-base-p16_in1k.pth \
-        --model robustvit  configs/robustvit/vit-base-p16_robustvit_imagenet-s.py work_dirs/.../best.pth
+        --model ViT-B:original configs/robustvit/vit-base-p16_robustvit_imagenet-s.py \
+                checkpoints/vit-base-p16_in1k.pth \
+        --model ViT-B:RobustViT configs/robustvit/vit-base-p16_robustvit_imagenet-s.py \
+                work_dirs/.../best.pth
 
-The command line of ``robustvit_mm.experiments.report.run_report``. Each ``--model NAME CONFIG CHECKPOINT``
-is any mmpretrain model config (its ``model`` and normalisation are used) and a checkpoint that must
-fit it (checked once, up front). Each set present under ``--data-root`` (the folders the configs in
-``configs/robustness/`` name under ``data/``; docs/evaluation.md) is evaluated with that config through
-mmengine's ``Runner.from_cfg(cfg).test()``, the path of the stock ``test.py``. Runs done elsewhere merge
-in with ``--results NAME SET JSON`` (``test.py CONFIG CKPT --out X.json --out-item metrics``).
+The command line of ``robustvit_mm.experiments.report.run_report`` (one ``ReportOptions``). Each
+``--model NAME CONFIG CHECKPOINT`` is any mmpretrain model config (its ``model`` and normalisation
+are used) and a checkpoint that must fit it (checked once, up front). Each set present under
+``--data-root`` (the folders the configs in ``configs/robustness/`` name under ``data/``) is
+evaluated with that config through mmengine's ``Runner.from_cfg(cfg).test()``, the path of the
+stock ``test.py``. Runs done elsewhere merge in with ``--results NAME SET JSON`` (``test.py CONFIG
+CKPT --out X.json --out-item metrics``); ``--sweep ARCH WORK_DIR`` adds every finished point of a
+sweep as a model ``ARCH:RobustViT@POINT``.
 
 Writes ``report.md``, ``report.csv`` (rows = set and metric, columns = models, then each model's
 change against the first), ``report.png`` (also through the visualizer: ``vis_data/`` and any
 ``--vis-backend``) and ``results/<model>__<set>.json`` per run (mergeable again) to ``--out``.
 Models named ``ARCH:METHOD`` (``ViT-B:original``, ``ViT-B:RobustViT``, ``ViT-B:no-cls``) also get
-the paper's Tables 1-2, 3, 4 and 10-11 (``report_<table>.csv``); ``--class-split NAME WORK_DIR``
-splits a fine-tuned model's accuracy into its training classes and the others (Tables 10-11, and
-Figure 4's chart of RobustViT's change over the original, ``report_figure-4.png``);
-``--per-class [N]`` adds the N most improved and harmed classes of each model against the first,
-with a chart (Appendix J); ``--gallery SET`` draws images of ``ARCH:original`` ->
-``ARCH:RobustViT`` with both relevance maps, picked by ``--gallery-rule`` (Figure 15: the 2 most
-harmed classes and the first 3 images of each that turned right -> wrong; Figure 2; Figures 3/6). docs/evaluation.md
-has the command for each table and figure.
+the paper's Tables 1, 2, 3, 4, 8-9 (``ARCH:METHOD@RUN`` models), 10, 11 and 12, each with the
+published number and the difference (``report_table-<n>.csv``), and with ``--class-split NAME
+WORK_DIR`` Figure 4 (``report_figure-4.png``); ``--per-class [N]`` adds Appendix J's per-class
+changes; ``--gallery SET`` draws images with both relevance maps, picked by ``--gallery-rule``
+(Figures 15, 2, 3/6). docs/reproduce.md has the command for each table and figure.
 
-Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std = 0.5
-for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with any mapped
-class counting and a 3-px border crop, each model's native normalisation.
+Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std =
+0.5 for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with
+any mapped class counting and a 3-px border crop, each model's native normalisation.
 """
 import argparse
 import sys
@@ -44,7 +46,8 @@ def parse_args(argv=None):
                         help='a model to evaluate (repeatable; the first is the baseline)')
     parser.add_argument('--results', nargs=3, action='append', default=[],
                         metavar=('NAME', 'SET', 'JSON'),
-                        help='merge metrics written by `test.py ... --out X.json --out-item metrics`')
+                        help='merge metrics written by `test.py ... --out X.json --out-item '
+                        'metrics` (one file per model and set)')
     parser.add_argument('--sweep', nargs=2, action='append', default=[],
                         metavar=('ARCH[:METHOD]', 'WORK_DIR'),
                         help="every finished point of a sweep (its sweep_results.json) as a model "
