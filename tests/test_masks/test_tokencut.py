@@ -449,8 +449,8 @@ def test_list_images_keeps_only_images_and_skips_an_output_root_inside(tmp_path)
 
 
 def test_symlink_loops_and_second_links_are_listed_once(tmp_path):
-    """A link back to the root used to be followed until the path length limit (4 images gave
-    164 masks); now each real folder is listed once, and the skipped links are named."""
+    """A link back to the root, followed, would repeat the tree until the path length limit (4 images
+    gave 164 masks): each real folder is listed once, and the skipped links are named."""
     root, out = str(tmp_path / 'imgs'), str(tmp_path / 'masks')
     _write_tree(root)
     os.symlink(root, osp.join(root, 'n01443537', 'loop'))  # back to the root
