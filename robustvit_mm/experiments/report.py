@@ -28,10 +28,12 @@ from ..datasets import PAPER_NORM
 from ..evaluation.metrics import read_training_classes
 from . import paper_layout
 from .paper_results import load_paper_results
+from .report_figure_7 import figure_7_section
 from .report_gallery import check_gallery, gallery_models
 from .report_per_class import per_class_section
 from .report_tables import (SET_BY_KEY, SETS, draw_chart, markdown_table, split_name, table_rows,
                             write_csv)
+from .sweep import REFERENCE as SWEEP_REFERENCE
 from .sweep import RESULTS as SWEEP_RESULTS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -384,6 +386,8 @@ def sweep_models(spec, work_dir):
         raise ValueError(f'--sweep {spec}: {path} holds no finished point')
     models, splits = [], {}
     for r in records:
+        if r['point'] == SWEEP_REFERENCE:  # the pretrained model, the lr rule's reference point
+            continue
         name = f'{arch}:{method or "RobustViT"}@{r["point"]}'
         dumped = osp.join(r['work_dir'], osp.basename(r['config']))
         models.append((name, dumped if osp.isfile(dumped) else r['config'], r['checkpoint']))
@@ -494,6 +498,7 @@ def run_report(options):
     try:
         sections = _paper_sections(table, order, protocol, out)
         sections += _figure_4(table, order, images, protocol, out)
+        sections += figure_7_section(images, table, options.sweeps, protocol, out)
         sections += per_class_section(images, table, order, protocol, options.top_classes,
                                       osp.join(out, 'report_per_class.csv'))
         if gallery:

@@ -507,7 +507,10 @@ def test_sweep_points_become_runs_of_one_row(tmp_path):
         records.append(dict(point=f'seed{seed}', config='configs/vit_robustvit.py',
                             work_dir=str(work_dir), checkpoint=str(work_dir / 'best.pth'),
                             overrides={}, metrics={}))
-    (sweep / 'sweep_results.json').write_text(json.dumps(records))
+    # the pretrained model's test (the lr rule's reference point) is no run of the row
+    reference = dict(point='reference', config='configs/vit_robustvit.py', overrides={},
+                     work_dir=str(sweep / 'reference'), checkpoint='pretrained.pth', metrics={})
+    (sweep / 'sweep_results.json').write_text(json.dumps([reference] + records))
     models, splits = sweep_models('ViT-B', str(sweep))
     assert models == [(f'ViT-B:RobustViT@seed{s}', str(sweep / f'seed{s}' / 'vit_robustvit.py'),
                        str(sweep / f'seed{s}' / 'best.pth')) for s in (0, 1)]
