@@ -11,7 +11,8 @@ the in-distribution test, the shifted test (the background always belongs to ano
 relevance-vs-mask test. Seeds 0-99 are for tuning the recipe, 100 and up are reported.
 
 Writes under --out: results.json, report.md, chart.png, figure.png, data/seed<N>/ and seed<N>/<arm>/
-(the work dirs). The logic lives in robustvit_mm.experiments.demo; see docs/demo.md.
+(the work dirs). The logic lives in robustvit_mm.experiments.demo (options: demo_options, one seed:
+demo_seed, the report: demo_report); see docs/demo.md.
 """
 import os
 
@@ -24,14 +25,13 @@ if 'OMP_WAIT_POLICY' not in os.environ:
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-try:  # quiet entry point: drop the known-harmless upstream warnings (robustvit_mm.compat)
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
-except ImportError:  # an older checkout without the compat package
-    pass
+from robustvit_mm.utils.cli import run_tool, start_tool  # noqa: E402
 
-from robustvit_mm.experiments.demo import (ARMS, DEFAULT_ARMS, DEFAULT_THREADS,  # noqa: E402
-                                    DEFAULT_WORKERS, REPORTED_SEEDS, DemoOptions, run_demo)
+start_tool()
+
+from robustvit_mm.experiments.demo import run_demo  # noqa: E402
+from robustvit_mm.experiments.demo_options import (ARMS, DEFAULT_ARMS, DEFAULT_THREADS,  # noqa: E402
+                                                   DEFAULT_WORKERS, REPORTED_SEEDS, DemoOptions)
 
 
 def parse_args(argv=None):
@@ -84,11 +84,13 @@ def main(argv=None):
     options = DemoOptions(
         out=args.out, seeds=list(range(args.first_seed, args.first_seed + args.seeds)), arms=args.arms,
         quick=args.quick, threads=args.threads, workers=args.workers,
-        pretrain_per_class=args.pretrain_per_class, pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
+        pretrain_per_class=args.pretrain_per_class, pretrain_epochs=args.pretrain_epochs,
+        finetune_epochs=args.finetune_epochs,
         reuse_pretrained=args.reuse_pretrained, verbose=args.verbose,
         command=' '.join(['python tools/demo.py', *argv]))
-    return run_demo(options)
+    run_demo(options)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -3,13 +3,19 @@ demo's claims, report.md, the chart and the relevance figure (both through an mm
 
 A claim is a paired comparison over seeds: for each seed the difference between two arms (same data,
 same pretrained model), then its mean, its smallest value and a 95 % t interval
-``mean +- t(0.975, n - 1) * sd / sqrt(n)``. A claim says whether it held on every seed.
+``mean +- t(0.975, n - 1) * sd / sqrt(n)``. A claim says whether it held on every seed; the claims
+of a quick run are not judged (its numbers are meaningless). One seed has no spread: its std and
+interval are None and shown as such, never as 0.
 """
 import os.path as osp
 import shutil
 import uuid
 
 import numpy as np
+
+from ..utils.stats import mean_std
+from ..visualization.overlay import hstack_panels, overlay, vstack_rows
+from .machine import describe_machine
 
 METRICS = ('in_dist_top1', 'shifted_top1', 'relevance_miou')
 EXTRA_METRICS = ('relevance_pixacc', 'relevance_map')
@@ -22,14 +28,9 @@ FIGURE_CLASSES = (0, 3, 5, 8)   # the first shifted test image of each: fixed, n
 TIME_LIMIT_S = 600
 
 
-def mean_std(values):
-    values = np.asarray(values, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return float(values.mean()), std
-
-
 def summarize(per_seed, arms, seeds):
-    """{arm: {metric: mean, metric_std: std, per_seed: {metric: [values in seed order]}}}."""
+    """{arm: {metric: mean, metric_std: std (None for one seed), per_seed: {metric: [values in
+    seed order]}}}."""
     summary = {}
     for arm in arms:
         entry = {'per_seed': {}}
@@ -47,16 +48,20 @@ def paired(a, b):
     diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     n = len(diffs)
     mean, sd = mean_std(diffs)
-    half = float(t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float('nan')
+    if sd is None:
+        ci95 = None
+    else:
+        half = float(t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+        ci95 = [mean - half, mean + half]
     return dict(diffs=[float(d) for d in diffs], mean=mean, min=float(diffs.min()),
-                max=float(diffs.max()), sd=sd, n=n, ci95=[mean - half, mean + half])
+                max=float(diffs.max()), sd=sd, n=n, ci95=ci95)
 
 
 def verdict(comparison, margin=0.0):
     """'every seed' / 'on average (95 % interval above M)' / 'on average only' / 'no' for a - b > M."""
     if comparison['min'] > margin:
         return 'every seed'
-    if comparison['ci95'][0] > margin:
+    if comparison['ci95'] is not None and comparison['ci95'][0] > margin:
         return 'on average (interval above the margin), not on every seed'
     if comparison['mean'] > margin:
         return 'on average only (interval includes the margin)'
@@ -78,8 +83,12 @@ CLAIMS = (
 )
 
 
-def claims(summary):
-    """Each claim of :data:`CLAIMS` whose arms ran: the paired comparison and its verdict."""
+NOT_JUDGED = 'not judged (QUICK run: numbers meaningless)'
+
+
+def claims(summary, judged=True):
+    """Each claim of :data:`CLAIMS` whose arms ran: the paired comparison and its verdict (with
+    ``judged=False``: :data:`NOT_JUDGED`, and ``holds_every_seed`` None)."""
     out = []
     for name, a, b, metric, margin, text in CLAIMS:
         if a not in summary or b not in summary:
@@ -88,15 +97,21 @@ def claims(summary):
             comp = paired(summary[a]['per_seed']['in_dist_top1'], summary[a]['per_seed']['shifted_top1'])
         else:
             comp = paired(summary[a]['per_seed'][metric], summary[b]['per_seed'][metric])
-        out.append(dict(name=name, claim=text, margin=margin, verdict=verdict(comp, margin),
-                        holds_every_seed=comp['min'] > margin, **comp))
+        out.append(dict(name=name, claim=text, margin=margin,
+                        verdict=verdict(comp, margin) if judged else NOT_JUDGED,
+                        holds_every_seed=comp['min'] > margin if judged else None, **comp))
     return out
+
+
+def mean_and_spread(entry, key):
+    """'75.6 ± 8.0', or '75.6' for one seed (no spread to show)."""
+    std = entry[key + '_std']
+    return f'{entry[key]:.1f}' if std is None else f'{entry[key]:.1f} ± {std:.1f}'
 
 
 def format_table(summary, arms, markdown=False):
     head = ['arm'] + [METRIC_TITLES[k] for k in METRICS]
-    rows = [[arm] + [f'{summary[arm][k]:.1f} ± {summary[arm][k + "_std"]:.1f}' for k in METRICS]
-            for arm in arms]
+    rows = [[arm] + [mean_and_spread(summary[arm], k) for k in METRICS] for arm in arms]
     if markdown:
         lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
         return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
@@ -106,13 +121,14 @@ def format_table(summary, arms, markdown=False):
 
 
 def format_per_seed(summary, arms, seeds):
-    head = ['metric', 'arm'] + [f'seed {s}' for s in seeds] + ['mean ± std']
+    head = ['metric', 'arm'] + [f'seed {s}' for s in seeds] + ['mean ± std' if len(seeds) > 1
+                                                               else 'mean']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for key in METRICS:
         for arm in arms:
             vals = summary[arm]['per_seed'][key]
             lines.append('| ' + ' | '.join([METRIC_TITLES[key], arm] + [f'{v:.1f}' for v in vals]
-                                           + [f'{summary[arm][key]:.1f} ± {summary[arm][key + "_std"]:.1f}'])
+                                           + [mean_and_spread(summary[arm], key)])
                          + ' |')
     return '\n'.join(lines)
 
@@ -122,7 +138,8 @@ def format_claims(checks, markdown=True):
     rows = []
     for c in checks:
         diffs = ' / '.join(f'{d:+.1f}' for d in c['diffs'])
-        interval = f'[{c["ci95"][0]:+.1f}, {c["ci95"][1]:+.1f}]' if c['n'] > 1 else 'n/a (1 seed)'
+        interval = 'none (1 seed)' if c['ci95'] is None else \
+            f'[{c["ci95"][0]:+.1f}, {c["ci95"][1]:+.1f}]'
         rows.append([c['claim'], f'> {c["margin"]:+g}', diffs, f'{c["mean"]:+.1f}', f'{c["min"]:+.1f}',
                      interval, c['verdict']])
     head = ['claim (difference a - b per seed)', 'needs', 'per seed', 'mean', 'smallest',
@@ -137,7 +154,6 @@ def format_claims(checks, markdown=True):
 
 def write_report(path, result):
     """report.md of one demo run (``result``: what results.json holds)."""
-    from .machine import describe_machine
     arms, seeds, summary = list(result['arms']), result['seeds'], result['arms']
     wall = result['wall_time_s']
     lines = [
@@ -153,7 +169,8 @@ def write_report(path, result):
         'Another CPU gives other numbers (floating-point differences grow through pretraining), within '
         'the spread over seeds; the same command on the same machine gives the same numbers.  ',
         'Evaluated checkpoint: the LAST of each fine-tune (same number of steps for every arm)', '',
-        '## Mean ± std over seeds', '', format_table(summary, arms, True), '',
+        '## Mean ± std over seeds' if len(seeds) > 1 else f'## One seed ({seeds[0]}), no spread', '',
+        format_table(summary, arms, True), '',
         '## Per seed', '', format_per_seed(summary, arms, seeds), '',
     ]
     if result['checks']:
@@ -198,7 +215,8 @@ def draw_chart(summary, arms, seeds, out_dir):
     for i, arm in enumerate(arms):
         pos = x - 0.4 + width * (i + 0.5)
         ax.bar(pos, [summary[arm][k] for k in METRICS], width * 0.95,
-               yerr=[summary[arm][k + '_std'] for k in METRICS], capsize=3, label=arm,
+               yerr=None if len(seeds) < 2 else [summary[arm][k + '_std'] for k in METRICS],
+               capsize=3, label=arm,
                color=colours.get(arm), alpha=0.9)
         for j, key in enumerate(METRICS):
             ax.scatter([pos[j]] * len(seeds), summary[arm]['per_seed'][key], s=8, color='black',
@@ -207,7 +225,8 @@ def draw_chart(summary, arms, seeds, out_dir):
     ax.set_xticklabels([METRIC_TITLES[k] for k in METRICS])
     ax.set_ylim(0, 100)
     ax.set_ylabel('%')
-    ax.set_title(f'Synthetic spurious-background benchmark: mean ± std over {len(seeds)} seed(s)')
+    ax.set_title('Synthetic spurious-background benchmark: ' + (
+        f'mean ± std over {len(seeds)} seeds' if len(seeds) > 1 else f'one seed ({seeds[0]})'))
     ax.legend(loc='lower left', fontsize=8)
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
@@ -228,7 +247,6 @@ def figure_image(panels, backgrounds, before_arm, after_arm):
     relevance after. ``panels[arm]``: images (RGB), masks, relevance, labels, pred (see
     ``robustvit_mm.experiments.demo.figure_relevance``)."""
     import cv2
-    from ..visualization.overlay import hstack_panels, overlay, vstack_rows
     before, after = panels[before_arm], panels[after_arm]
     scale = max(1, 128 // before['images'][0].shape[0])   # panels of about 128 px
     up = lambda im: cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)  # noqa

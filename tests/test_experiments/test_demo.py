@@ -82,7 +82,7 @@ def test_robustvit_config_is_the_paper_config_with_few_overrides(repo_root):
 
 
 def test_demo_arms_point_at_existing_configs():
-    from robustvit_mm.experiments import demo
+    from robustvit_mm.experiments import demo_options as demo
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     models = {}
@@ -130,9 +130,12 @@ def test_demo_quick_end_to_end(repo_root, tmp_path):
     assert math.isfinite(result['wall_time_s']) and result['wall_time_s'] > 0
     assert result['recipe']['evaluated_checkpoint'] == 'last'
     assert {c['name'] for c in result['checks']} >= {'shifted_vs_ce', 'relevance_vs_ce'}
+    assert {c['verdict'] for c in result['checks']} == {'not judged (QUICK run: numbers meaningless)'}
+    assert '±' not in proc.stdout and 'One seed (100), no spread (QUICK' in proc.stdout
 
     report = (out / 'report.md').read_text(encoding='utf-8')
     assert 'robustvit' in report and 'relevance mIoU' in report and '## Checks' in report
+    assert '± 0.0' not in report and '| every seed |' not in report
     width, height = _png_size(out / 'chart.png')
     assert width >= 400 and height >= 200
     width, height = _png_size(out / 'figure.png')
@@ -173,7 +176,7 @@ def test_figure_shows_the_background_in_its_true_colour(repo_root, tmp_path):
     from mmengine.dataset import pseudo_collate
     from mmpretrain.registry import DATASETS, MODELS
 
-    from robustvit_mm.experiments.demo import CONFIG_DIR, EVAL_CONFIGS
+    from robustvit_mm.experiments.demo_options import CONFIG_DIR, EVAL_CONFIGS
     from robustvit_mm.experiments.demo_report import figure_image
     from robustvit_mm.datasets.synthetic import background_style, set_data_root, write_benchmark
     from robustvit_mm.visualization import inputs_to_rgb
@@ -229,6 +232,27 @@ def test_paired_comparison_and_verdicts():
     assert not checks['relevance_vs_ce']['holds_every_seed']          # equal is not better
     assert checks['shortcut']['diffs'] == [190.0 - 1000.0, 191.0 - 1010.0]   # in-dist - shifted
     assert checks['in_dist_cost']['holds_every_seed']
+
+
+def test_one_seed_shows_no_spread_and_a_quick_run_judges_no_claim():
+    from robustvit_mm.experiments.demo_report import (NOT_JUDGED, claims, format_claims,
+                                                       format_per_seed, format_table, summarize)
+    per_seed = {100: {arm: dict(in_dist_top1=90.0, shifted_top1=20.0 + (arm == 'robustvit'),
+                                relevance_miou=50.0, relevance_pixacc=0.0, relevance_map=0.0)
+                      for arm in ('pretrained', 'baseline_ce', 'robustvit')}}
+    summary = summarize(per_seed, list(per_seed[100]), [100])
+    assert summary['robustvit']['shifted_top1_std'] is None     # one run: no spread, not 0
+    for text in (format_table(summary, list(summary)), format_table(summary, list(summary), True),
+                 format_per_seed(summary, list(summary), [100])):
+        assert '±' not in text and '21.0' in text
+    judged = {c['name']: c for c in claims(summary)}
+    assert judged['shifted_vs_ce']['ci95'] is None
+    assert judged['shifted_vs_ce']['verdict'] == 'every seed'
+    assert 'none (1 seed)' in format_claims(list(judged.values()))
+    quick = claims(summary, judged=False)
+    assert quick and all(c['verdict'] == NOT_JUDGED and c['holds_every_seed'] is None
+                         for c in quick)
+    assert 'every seed' not in format_claims(quick)
 
 
 @pytest.mark.slow
