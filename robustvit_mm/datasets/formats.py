@@ -6,6 +6,7 @@
 - ``PAPER_NORM`` / ``IMAGENET_NORM``: ``ClsDataPreprocessor`` arguments (0-255 scale, RGB).
 - ``exif_orientation`` / ``apply_exif_orientation`` / ``undo_exif_orientation``: one rule for turning an
   image and its mask, both ways.
+- ``object_pixels`` / ``looks_inverted``: what counts as the object of a mask, and a swapped mask.
 """
 import io
 
@@ -128,3 +129,23 @@ def undo_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     stored pixels (a mask computed on the upright picture, written for the stored image)."""
     inverse = {6: 8, 8: 6}.get(orientation, orientation)  # the other turns are their own inverse
     return apply_exif_orientation(array, inverse)
+
+
+# An "object" this large that reaches all four borders is most likely the background of an inverted
+# mask (a 0/255 mask with the object at 0, a palette PNG whose index 0 is white): ImageNet-S masks
+# outline one object.
+INVERTED_MIN_AREA = 0.75
+
+
+def object_pixels(ids: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): the pixels of an ImageNet-S id map that hold the object (not 0, not 1000)."""
+    return (ids != BACKGROUND_ID) & (ids != IGNORE_ID)
+
+
+def looks_inverted(obj: np.ndarray) -> bool:
+    """True when the object covers more than ``INVERTED_MIN_AREA`` of the picture and touches all
+    four borders: foreground and background are most likely swapped."""
+    obj = np.asarray(obj, dtype=bool)
+    if obj.size == 0 or obj.mean() <= INVERTED_MIN_AREA:
+        return False
+    return bool(obj[0].any() and obj[-1].any() and obj[:, 0].any() and obj[:, -1].any())

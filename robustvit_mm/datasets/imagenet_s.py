@@ -25,11 +25,12 @@ import os.path as osp
 import random
 from typing import Dict, List, Optional, Sequence, Union
 
+import cv2
 from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .formats import IMAGE_EXTENSIONS, is_image_file
+from .formats import IMAGE_EXTENSIONS, decode_imagenet_s_mask, is_image_file, object_pixels
 from .imagenet_classes import imagenet_index, imagenet_wnids
 
 # The five pairs ImageNet-S919 merged (key merged into value): only the "value" wnids exist as
@@ -46,6 +47,7 @@ MASK_EXTENSION = '.png'
 SPLITS = ('train', 'val', 'all')
 CLASS_ORDERS = ('shuffled', 'sorted')
 LABEL_MODES = ('imagenet1k', 'sorted_folders')
+EMPTY_MASK_RULES = ('error', 'skip')
 
 
 @DATASETS.register_module()
@@ -74,7 +76,12 @@ class ImageNetSMaskDataset(BaseDataset):
         labels (str): ``'imagenet1k'``: ``gt_label`` is the ImageNet-1k index of the wnid folder, and
             ``metainfo['classes']`` are the 1000 ImageNet-1k wnids; ``'sorted_folders'``: ``gt_label``
             is the index of the folder among the sorted class folders (merged wnids dropped), and
-            ``metainfo['classes']`` are those folder names (for non-ImageNet data).
+            ``metainfo['classes']`` are those folder names (for non-ImageNet data). The train and
+            val datasets of a run must use the same one.
+        empty_masks (str): ``'error'`` (default): a mask without one object pixel is an error
+            naming the file when ``LoadForegroundMask`` reads it; ``'skip'``: the masks are read
+            here and those without an object are left out (the next masks of the class take their
+            place) and counted in the summary line.
         pipeline (Sequence): Transforms.
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments (``lazy_init``,
             ``indices``, ``serialize_data``, ``test_mode``, ``metainfo``, ...).
@@ -90,6 +97,10 @@ class ImageNetSMaskDataset(BaseDataset):
     are ignored). An empty class folder, a missing root, a mask without its image, a folder that is
     not an ImageNet-1k wnid (with ``labels='imagenet1k'``) or too few classes raise an error naming
     the path or option.
+
+    Summary: loading logs one line with the number of classes and masks, the masks used per class
+    (min / max; fewer than ``num_samples`` where a class holds fewer) and the masks skipped; the same
+    numbers are in ``masks_per_class`` (``dict(min=, max=)``) and ``skipped_masks`` (paths).
     """
 
     def __init__(self,
@@ -103,6 +114,7 @@ class ImageNetSMaskDataset(BaseDataset):
                  class_order: str = 'shuffled',
                  split_file: Optional[str] = None,
                  labels: str = 'imagenet1k',
+                 empty_masks: str = 'error',
                  pipeline: Sequence = (),
                  ann_file: str = '',
                  metainfo: Optional[dict] = None,
@@ -112,6 +124,9 @@ class ImageNetSMaskDataset(BaseDataset):
             raise ValueError(f'ImageNetSMaskDataset: split={split!r}, expected one of {SPLITS}')
         if labels not in LABEL_MODES:
             raise ValueError(f'ImageNetSMaskDataset: labels={labels!r}, expected one of {LABEL_MODES}')
+        if empty_masks not in EMPTY_MASK_RULES:
+            raise ValueError(f'ImageNetSMaskDataset: empty_masks={empty_masks!r}, expected one of '
+                             f'{EMPTY_MASK_RULES}')
         if isinstance(data_prefix, str):
             raise TypeError('ImageNetSMaskDataset: data_prefix must be a dict with img_path and '
                             f'mask_path, got the string {data_prefix!r}')
@@ -140,6 +155,9 @@ class ImageNetSMaskDataset(BaseDataset):
         self.class_order = class_order
         self.split_file = split_file
         self.labels = labels
+        self.empty_masks = empty_masks
+        self.masks_per_class = dict(min=0, max=0)
+        self.skipped_masks: List[str] = []
         self._scan_cache = None
 
         super().__init__(
@@ -289,23 +307,48 @@ class ImageNetSMaskDataset(BaseDataset):
             label_of = {name: i for i, name in enumerate(files)}
 
         per_class = {'train': self.num_samples, 'val': 1, 'all': None}[self.split]
-        data_list, listings = [], {}
+        data_list, listings, used, skipped = [], {}, [], []
         for wnid in classes:
-            masks = files[wnid]
-            if per_class is not None:
-                if len(masks) < per_class:
-                    print_log(
-                        f'ImageNetSMaskDataset: {osp.join(self.mask_root, wnid)!r} has {len(masks)} '
-                        f'masks, fewer than num_samples={per_class}; using all of them',
-                        logger='current', level=30)
-                masks = masks[:per_class]
-            for mask_file in masks:
+            taken = 0
+            for mask_file in files[wnid]:
+                if per_class is not None and taken == per_class:
+                    break
                 mask_path = osp.join(self.mask_root, wnid, mask_file)
+                if self.empty_masks == 'skip' and not self._has_object(mask_path):
+                    skipped.append(mask_path)
+                    continue
                 data_list.append(dict(
                     img_path=self._find_image(wnid, mask_file, mask_path, listings),
                     mask_path=mask_path,
                     gt_label=int(label_of[wnid])))
+                taken += 1
+            if per_class is not None and taken < per_class:
+                print_log(
+                    f'ImageNetSMaskDataset: {osp.join(self.mask_root, wnid)!r} has {taken} usable '
+                    f'masks, fewer than num_samples={per_class}; using all of them',
+                    logger='current', level=30)
+            used.append(taken)
+        self.masks_per_class = dict(min=min(used, default=0), max=max(used, default=0))
+        self.skipped_masks = skipped
+        print_log(self.summary(len(classes), len(data_list)), logger='current')
         return data_list
+
+    def summary(self, num_classes: int, num_masks: int) -> str:
+        """The one-line summary logged after loading (what was actually used)."""
+        asked = f' (num_samples={self.num_samples})' if self.split == 'train' else ''
+        text = (f'ImageNetSMaskDataset {self.split} split of {self.mask_root!r}: {num_classes} '
+                f'classes, {num_masks} masks; masks per class: min {self.masks_per_class["min"]}, '
+                f'max {self.masks_per_class["max"]}{asked}')
+        if self.empty_masks == 'skip':
+            text += f'; {len(self.skipped_masks)} masks without an object skipped'
+        return text
+
+    @staticmethod
+    def _has_object(mask_path: str) -> bool:
+        raw = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise ValueError(f'ImageNetSMaskDataset: cannot decode mask {mask_path!r}')
+        return bool(object_pixels(decode_imagenet_s_mask(raw, mask_path)).any())
 
     def extra_repr(self) -> List[str]:
         return [
@@ -316,4 +359,6 @@ class ImageNetSMaskDataset(BaseDataset):
             f'{self.num_classes} / {self.num_samples} / {self.split_seed} / {self.class_order}',
             f'Split file: \t{self.split_file}',
             f'Labels: \t{self.labels}',
+            f'Masks per class used (min / max): \t'
+            f'{self.masks_per_class["min"]} / {self.masks_per_class["max"]}',
         ]

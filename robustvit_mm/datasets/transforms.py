@@ -19,8 +19,8 @@ from mmengine import fileio
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
-from .formats import (BACKGROUND_ID, IGNORE_ID, apply_exif_orientation, decode_imagenet_s_mask,
-                      exif_orientation)
+from .formats import (BACKGROUND_ID, IGNORE_ID, INVERTED_MIN_AREA, apply_exif_orientation,
+                      decode_imagenet_s_mask, exif_orientation, looks_inverted, object_pixels)
 
 MASK_KEYS = ('fg_mask', 'ignore_mask')
 # mmcv colour types that apply the EXIF orientation, and their stored-pixel twins.
@@ -120,7 +120,15 @@ class LoadForegroundMask(BaseTransform):
         ignore_pixels (str): What the ignore (1000) pixels are in ``fg_mask``: ``'background'``
             (default, as the authors' code, docs/faithfulness.md#ignore-pixels) or
             ``'foreground'``.
+        allow_inverted (bool): Accept masks whose object covers more than 3/4 of the picture and
+            touches all four borders. By default such a mask is a ``ValueError`` naming the file:
+            it is most likely inverted (a 0/255 mask with the object at 0, a palette PNG whose
+            index 0 is white). Set it for data where objects really fill the frame.
         backend_args (dict, optional): mmengine file backend arguments.
+
+    A mask without one object pixel (all background, or all ignore: e.g. a 16-bit mask whose
+    object value is 1000) is a ``ValueError`` naming the file: it would train the relevance to zero
+    everywhere. ``ImageNetSMaskDataset(empty_masks='skip')`` leaves such images out and counts them.
 
     If ``results['img']`` is present, its height and width must equal the mask's; otherwise a
     ``ValueError`` names both files and sizes. This is deliberately an error rather than a silent
@@ -133,11 +141,13 @@ class LoadForegroundMask(BaseTransform):
     naming it: whether that loader turned the picture is unknown.
     """
 
-    def __init__(self, ignore_pixels: str = 'background', backend_args: Optional[dict] = None):
+    def __init__(self, ignore_pixels: str = 'background', allow_inverted: bool = False,
+                 backend_args: Optional[dict] = None):
         if ignore_pixels not in ('background', 'foreground'):
             raise ValueError(f'LoadForegroundMask: ignore_pixels={ignore_pixels!r}, expected '
                              "'background' or 'foreground'")
         self.ignore_pixels = ignore_pixels
+        self.allow_inverted = bool(allow_inverted)
         self.backend_args = copy.deepcopy(backend_args)
 
     def _read(self, path: str) -> np.ndarray:
@@ -194,12 +204,28 @@ class LoadForegroundMask(BaseTransform):
                 f'LoadForegroundMask: mask {path!r} is {ids.shape[0]}x{ids.shape[1]} (HxW) but image '
                 f'{results.get("img_path", "?")!r} is {img.shape[0]}x{img.shape[1]}; mask_path and '
                 'img_path must be the same picture at the same resolution')
+        if categories.size == 0:
+            raise ValueError(
+                f'LoadForegroundMask: mask {path!r} has no object pixel (ids present: '
+                f'{present.tolist()}; 0 = background, {IGNORE_ID} = ignore), so it would train the '
+                "relevance to zero everywhere. Fix the mask, or leave such images out with "
+                "ImageNetSMaskDataset(empty_masks='skip').")
+        obj = object_pixels(ids)
+        if not self.allow_inverted and looks_inverted(obj):
+            raise ValueError(
+                f'LoadForegroundMask: mask {path!r} looks inverted: its object (id '
+                f'{int(categories[0])}) covers {obj.mean():.0%} of the picture and touches all four '
+                f'borders (more than {INVERTED_MIN_AREA:.0%} and every border: the background, most '
+                'likely; e.g. a 0/255 mask with the object at 0, or a palette PNG whose index 0 is '
+                'white). Fix the mask, or set LoadForegroundMask(allow_inverted=True) if the objects '
+                'of this data really fill the frame.')
         results['fg_mask'] = fg.astype(np.float32)
         results['ignore_mask'] = ignore.astype(np.float32)
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(ignore_pixels={self.ignore_pixels!r})'
+        return (f'{self.__class__.__name__}(ignore_pixels={self.ignore_pixels!r}, '
+                f'allow_inverted={self.allow_inverted})')
 
 
 def _walk_transforms(obj, seen=None):

@@ -49,10 +49,35 @@ def _settings(ds: ImageNetSMaskDataset) -> str:
     return text + f'mask root {ds.mask_root!r}'
 
 
+LABEL_MEANING = {'imagenet1k': 'ImageNet-1k indices',
+                 'sorted_folders': 'ranks among the sorted class folders'}
+
+
+def check_one_label_space(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> None:
+    """Raise ``ValueError`` when the ImageNet-S datasets of a run number their classes in two ways
+    (``labels='sorted_folders'`` on one loader, ``'imagenet1k'`` on another): the same label would
+    mean another class in training and in validation."""
+    spaces = {}
+    for name, ds in named_datasets:
+        spaces.setdefault(ds.labels, name)
+    if len(spaces) < 2:
+        return
+    described = '; '.join(f'{name}.dataset has labels={labels!r} ({LABEL_MEANING[labels]})'
+                          for labels, name in spaces.items())
+    loaders = ', '.join(f'{name}.dataset' for name in dict.fromkeys(n for n, _ in named_datasets))
+    raise ValueError(
+        f'the ImageNet-S datasets of this run number their classes differently: {described}; the '
+        'same label would mean another class in each. Set one labels value in every loader '
+        f'({loaders}), and the model\'s num_classes to match (model.head.num_classes and '
+        "data_preprocessor.num_classes): 1000 for labels='imagenet1k', the number of class folders "
+        "for labels='sorted_folders'.")
+
+
 def check_one_class_split(named_datasets: List[Tuple[str, ImageNetSMaskDataset]]) -> None:
     """Raise ``ValueError`` when the train/val ImageNet-S datasets of a run split the classes
     differently (e.g. another ``split_seed`` or ``num_classes`` on one side only): validation would
     then run on training classes and pick the best checkpoint on training images."""
+    check_one_label_space(named_datasets)
     halves = [(name, ds) for name, ds in named_datasets if ds.split in ('train', 'val')]
     if len(halves) < 2:
         return
@@ -110,8 +135,9 @@ class SaveClassSplitHook(Hook):
     instances (through dataset wrappers) and does nothing when there are none. The file is written
     once per run by the main process.
 
-    Before that, the train and val datasets must share one class split (``check_one_class_split``):
-    otherwise a ``ValueError`` names both loaders' settings and training does not start.
+    Before that, the train and val datasets must share one class split and one label space
+    (``check_one_class_split``): otherwise a ``ValueError`` names both loaders' settings and
+    training does not start.
 
     The runtime base registers it in ``default_hooks`` (key ``class_split``), so a child config's
     own ``custom_hooks`` cannot drop the check.
@@ -162,5 +188,5 @@ class SaveClassSplitHook(Hook):
         self._write(runner)
 
 
-__all__ = ['SaveClassSplitHook', 'check_one_class_split', 'class_split_record',
-           'find_imagenet_s_datasets']
+__all__ = ['SaveClassSplitHook', 'check_one_class_split', 'check_one_label_space',
+           'class_split_record', 'find_imagenet_s_datasets']

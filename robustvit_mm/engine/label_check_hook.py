@@ -71,7 +71,10 @@ class LabelRangeHook(Hook):
                 f'have labels outside the model\'s num_classes={num_classes} (labels must be < '
                 f'{num_classes}), e.g. {shown}. ImageNetSMaskDataset gives ImageNet-1k indices '
                 "(labels='imagenet1k'): keep the model's head at num_classes=1000 even when "
-                "training on 500 classes, or use labels='sorted_folders' for your own classes.")
+                "training on 500 classes. For your own classes, set labels='sorted_folders' in "
+                'every loader (train_dataloader.dataset, val_dataloader.dataset and '
+                'test_dataloader.dataset) and the number of class folders as model.head.num_classes '
+                'and data_preprocessor.num_classes.')
 
     def before_train(self, runner):
         self._check(runner, 'train')

@@ -373,6 +373,10 @@ def test_num_classes_smaller_than_the_labels_is_refused_before_the_first_step(tm
                      r"ImageNetSMaskDataset have labels outside the model's num_classes=500 "
                      rf'\(labels must be < 500\), e\.g\. {too_big[0]} \(', out), out[-3000:]
     assert 'out of bounds' not in out and 'Epoch(train)' not in out
+    # The suggested fix is complete: every loader and the model's classes.
+    assert ("set labels='sorted_folders' in every loader (train_dataloader.dataset, "
+            'val_dataloader.dataset and test_dataloader.dataset) and the number of class folders '
+            'as model.head.num_classes and data_preprocessor.num_classes') in out, out[-3000:]
 
 
 # ------------------------------------------------------------------------------------ shifted sets

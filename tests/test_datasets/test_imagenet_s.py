@@ -97,10 +97,96 @@ def test_two_categories_corrupt_file_and_size_mismatch_are_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'nothere\.png'):
         _load(tmp_path / 'nothere.png')
 
-    write_mask_png(tmp_path / 'ok.png', np.zeros((6, 6), np.int64))
+    ok = np.zeros((6, 6), np.int64)
+    ok[2:4, 2:4] = 300
+    write_mask_png(tmp_path / 'ok.png', ok)
     with pytest.raises(ValueError, match=r'ok\.png.*6x6.*the_image\.JPEG.*6x7'):
         _load(tmp_path / 'ok.png', img=np.zeros((6, 7, 3), np.uint8))
-    assert _load(tmp_path / 'ok.png', img=np.zeros((6, 6, 3), np.uint8))['fg_mask'].sum() == 0
+    assert _load(tmp_path / 'ok.png', img=np.zeros((6, 6, 3), np.uint8))['fg_mask'].sum() == 4
+
+
+def test_a_mask_without_an_object_is_an_error_naming_the_file(tmp_path):
+    # A 16-bit mask whose object value is 1000 (the ignore id): all ignore, no object.
+    ids = np.zeros((8, 9), np.uint16)
+    ids[2:6, 3:7] = IGNORE_ID
+    cv2.imwrite(str(tmp_path / 'obj1000.png'), ids)
+    write_mask_png(tmp_path / 'zeros.png', np.zeros((8, 9), np.int64))
+    for name in ('obj1000.png', 'zeros.png'):
+        for ignore_pixels in ('background', 'foreground'):
+            with pytest.raises(ValueError, match=rf"{name}' has no object pixel.*empty_masks='skip'"):
+                _load(tmp_path / name, ignore_pixels=ignore_pixels)
+
+
+def _inverted_masks(tmp_path):
+    """A centred object (12 x 14 of 32 x 30) written inverted, as a 0/255 mask and as a palette PNG
+    whose index 0 is white; and the same object the right way round."""
+    obj = np.zeros((32, 30), bool)
+    obj[10:22, 8:22] = True
+    Image.fromarray(np.where(obj, 0, 255).astype(np.uint8), mode='L').save(tmp_path / 'inv.png')
+    palette = Image.fromarray(obj.astype(np.uint8), mode='P')      # index 1 = the object
+    palette.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)       # index 0 white, 1 black
+    palette.save(tmp_path / 'palette.png')
+    Image.fromarray(np.where(obj, 255, 0).astype(np.uint8), mode='L').save(tmp_path / 'right.png')
+    return obj
+
+
+def test_an_inverted_mask_is_refused_unless_allowed(tmp_path):
+    obj = _inverted_masks(tmp_path)
+    for name in ('inv.png', 'palette.png'):
+        with pytest.raises(ValueError, match=rf"{name}' looks inverted: .* covers 82% .*"
+                                             r'allow_inverted=True'):
+            _load(tmp_path / name)
+        out = _load(tmp_path / name, allow_inverted=True)             # data where that is real
+        np.testing.assert_array_equal(out['fg_mask'], (~obj).astype(np.float32))
+    np.testing.assert_array_equal(_load(tmp_path / 'right.png')['fg_mask'], obj.astype(np.float32))
+    # A large object that leaves one border free is not taken for an inverted mask.
+    big = np.full((32, 30), 255, np.uint8)
+    big[-1] = 0
+    Image.fromarray(big, mode='L').save(tmp_path / 'big.png')
+    assert _load(tmp_path / 'big.png')['fg_mask'].mean() > 0.95
+
+
+def _logged(build):
+    """(result of build(), the messages mmengine's current logger got meanwhile)."""
+    import logging
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger, keep = MMLogger.get_current_instance(), Keep()
+    logger.addHandler(keep)
+    try:
+        return build(), records
+    finally:
+        logger.removeHandler(keep)
+
+
+def _mask_paths(ds):
+    return [ds.get_data_info(i)['mask_path'] for i in range(len(ds))]
+
+
+def test_dataset_skips_masks_without_object_by_option_and_reports_what_it_used(tmp_path):
+    tree = make_imagenet_s_tree(tmp_path, num_classes=3, per_class=3)
+    empty = osp.join(tree['mask_root'], tree['wnids'][0], tree['wnids'][0] + '_1000.png')
+    write_mask_png(empty, np.full(tree['size'], IGNORE_ID))
+    ds, log = _logged(lambda: _ds(tree, split='train', num_classes=3, num_samples=5,
+                                  empty_masks='skip', pipeline=[dict(type='LoadForegroundMask')]))
+    assert empty not in _mask_paths(ds) and ds.skipped_masks == [empty] and len(ds) == 8
+    assert ds.masks_per_class == dict(min=2, max=3)            # 5 asked, 3 held, one empty
+    assert all(ds[i]['fg_mask'].sum() > 0 for i in range(len(ds)))
+    assert any('3 classes, 8 masks; masks per class: min 2, max 3 (num_samples=5); 1 masks without '
+               'an object skipped' in line for line in log), log
+    ds = _ds(tree, split='train', num_classes=3, num_samples=2, empty_masks='skip')
+    assert ds.masks_per_class == dict(min=2, max=2) and len(ds) == 6   # the next mask stands in
+    default, log = _logged(lambda: _ds(tree, split='train', num_classes=3, num_samples=2,
+                                       pipeline=[dict(type='LoadForegroundMask')]))
+    assert any('masks per class: min 2, max 2 (num_samples=2)' in line for line in log), log
+    with pytest.raises(ValueError, match=r"_1000\.png' has no object pixel"):   # default: an error
+        default[_mask_paths(default).index(empty)]
+    with pytest.raises(ValueError, match=r"empty_masks='drop'.*\('error', 'skip'\)"):
+        _ds(tree, split='train', num_classes=3, empty_masks='drop')
 
 
 def test_mini_tree_masks_cover_the_bright_object(tmp_path):
@@ -419,3 +505,26 @@ def test_base_config_parses_and_builds_on_the_mini_tree(tmp_path):
         # the mask still sits on the bright object after the joint transforms
         bright = sample['inputs'].float().mean(0).numpy() > 150
         assert (fg[bright] > 0.5).mean() > 0.9
+
+
+def test_train_and_val_in_two_label_spaces_are_refused_with_a_complete_fix(tmp_path):
+    """labels='sorted_folders' on the training loader only: folder ranks would mean other ImageNet
+    classes than validation's ImageNet-1k indices."""
+    tree = make_imagenet_s_tree(tmp_path / 'data', num_classes=5, per_class=2, size=(10, 10))
+    split = dict(num_classes=3, num_samples=2, split_seed=4)
+    train = _ds(tree, split='train', labels='sorted_folders', **split)
+    val = _ds(tree, split='val', **split)
+    assert train.split_wnids == val.split_wnids      # one class split: only the labels differ
+    work = tmp_path / 'work'
+    work.mkdir()
+    with pytest.raises(ValueError, match=(
+            r"train_dataloader\.dataset has labels='sorted_folders' \(ranks among the sorted class "
+            r"folders\); val_dataloader\.dataset has labels='imagenet1k' \(ImageNet-1k indices\).*"
+            r'every loader \(train_dataloader\.dataset, val_dataloader\.dataset\).*'
+            r'model\.head\.num_classes and data_preprocessor\.num_classes')):
+        HOOKS.build(dict(type='SaveClassSplitHook')).before_train(
+            _runner(work, train=train, val=val))
+    assert not (work / 'imagenet_s_split.json').exists()
+    same = _ds(tree, split='val', labels='sorted_folders', **split)
+    HOOKS.build(dict(type='SaveClassSplitHook')).before_train(_runner(work, train=train, val=same))
+    assert (work / 'imagenet_s_split.json').exists()
