@@ -35,6 +35,7 @@ from .report_tables import (SET_BY_KEY, SETS, draw_chart, markdown_table, split_
                             write_csv)
 from .sweep import REFERENCE as SWEEP_REFERENCE
 from .sweep import RESULTS as SWEEP_RESULTS
+from .sweep_families import FAMILIES as SWEEP_FAMILIES
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
@@ -369,7 +370,9 @@ class ReportOptions:
 def sweep_models(spec, work_dir):
     """The ``(name, config, checkpoint)`` of every finished point of the sweep in ``work_dir`` (its
     ``sweep_results.json``), named ``ARCH:METHOD@POINT`` (``spec``: ARCH or ARCH:METHOD; METHOD
-    defaults to RobustViT), and ``{name: work dir}`` for the points that saved a class split."""
+    defaults to RobustViT); ``{name: work dir}`` for the points that saved a class split; and the
+    names of the points that are repeats of one setting (seed families: Tables 8-9), not a
+    sensitivity grid (Appendix G, the lr grid)."""
     arch, _, method = spec.partition(':')
     if not arch or '@' in spec or '/' in spec:
         raise ValueError(f'--sweep {spec}: name the row as ARCH or ARCH:METHOD')
@@ -384,7 +387,7 @@ def sweep_models(spec, work_dir):
         raise ValueError(f'--sweep {spec}: {path} is not valid JSON ({error})') from None
     if not isinstance(records, list) or not records:
         raise ValueError(f'--sweep {spec}: {path} holds no finished point')
-    models, splits = [], {}
+    models, splits, repeats = [], {}, []
     for r in records:
         if r['point'] == SWEEP_REFERENCE:  # the pretrained model, the lr rule's reference point
             continue
@@ -393,7 +396,10 @@ def sweep_models(spec, work_dir):
         models.append((name, dumped if osp.isfile(dumped) else r['config'], r['checkpoint']))
         if osp.isfile(osp.join(r['work_dir'], 'imagenet_s_split.json')):
             splits[name] = r['work_dir']
-    return models, splits
+        family = SWEEP_FAMILIES.get(r.get('family'))
+        if family is not None and family.spread:
+            repeats.append(name)
+    return models, splits, repeats
 
 
 def run_report(options):
@@ -415,10 +421,11 @@ def run_report(options):
     if not isinstance(options, ReportOptions):
         raise TypeError(f'run_report takes a ReportOptions, got {type(options).__name__}')
     models, results = [tuple(m) for m in options.models], [tuple(r) for r in options.results]
-    class_splits = dict(options.class_splits or {})
+    class_splits, grid_points = dict(options.class_splits or {}), set()
     for spec, work_dir in options.sweeps:
-        more, found = sweep_models(spec, work_dir)
+        more, found, repeats = sweep_models(spec, work_dir)
         models += more
+        grid_points |= {name for name, _, _ in more} - set(repeats)
         class_splits.update({n: p for n, p in found.items() if n not in class_splits})
     protocol, out, gallery = options.protocol, options.out, options.gallery
     data_root, config_dir = options.data_root, options.config_dir
@@ -496,7 +503,8 @@ def run_report(options):
     markdown = markdown_table(rows, order)
     images = ReportImages(out, options.vis_backends)
     try:
-        sections = _paper_sections(table, order, protocol, out)
+        sections = _paper_sections(table, [n for n in order if n not in grid_points],
+                                   protocol, out)
         sections += _figure_4(table, order, images, protocol, out)
         sections += figure_7_section(images, table, options.sweeps, protocol, out)
         sections += per_class_section(images, table, order, protocol, options.top_classes,

@@ -495,7 +495,8 @@ def test_one_paper_row_one_model_and_one_results_file_one_model(tmp_path):
 
 def test_sweep_points_become_runs_of_one_row(tmp_path):
     """``sweeps``: every finished point of a sweep (its sweep_results.json) is a model
-    ARCH:METHOD@POINT with the config its train.py run dumped and the point's class split."""
+    ARCH:METHOD@POINT with the config its train.py run dumped and the point's class split; the
+    points of a seed family are repeats (Tables 8-9), those of a grid are not."""
     from robustvit_mm.experiments.report import sweep_models
     sweep = tmp_path / 'sweep'
     records = []
@@ -506,15 +507,21 @@ def test_sweep_points_become_runs_of_one_row(tmp_path):
         (work_dir / 'imagenet_s_split.json').write_text('{"train": [], "val": []}')
         records.append(dict(point=f'seed{seed}', config='configs/vit_robustvit.py',
                             work_dir=str(work_dir), checkpoint=str(work_dir / 'best.pth'),
-                            overrides={}, metrics={}))
+                            overrides={}, metrics={}, family='appendix-e'))
     # the pretrained model's test (the lr rule's reference point) is no run of the row
     reference = dict(point='reference', config='configs/vit_robustvit.py', overrides={},
                      work_dir=str(sweep / 'reference'), checkpoint='pretrained.pth', metrics={})
     (sweep / 'sweep_results.json').write_text(json.dumps([reference] + records))
-    models, splits = sweep_models('ViT-B', str(sweep))
+    models, splits, repeats = sweep_models('ViT-B', str(sweep))
     assert models == [(f'ViT-B:RobustViT@seed{s}', str(sweep / f'seed{s}' / 'vit_robustvit.py'),
                        str(sweep / f'seed{s}' / 'best.pth')) for s in (0, 1)]
     assert splits == {f'ViT-B:RobustViT@seed{s}': str(sweep / f'seed{s}') for s in (0, 1)}
+    assert repeats == [name for name, _, _ in models]
+    grid = sweep / 'grid'
+    grid.mkdir()
+    (grid / 'sweep_results.json').write_text(json.dumps(
+        [dict(r, family='appendix-g-classes') for r in records]))
+    assert sweep_models('ViT-B', str(grid))[2] == []
     assert [m[0] for m in sweep_models('DeiT-B:no-bg', str(sweep))[0]] == [
         'DeiT-B:no-bg@seed0', 'DeiT-B:no-bg@seed1']
     with pytest.raises(FileNotFoundError, match='--sweep ViT-B .*: no sweep_results.json'):
