@@ -122,7 +122,7 @@ def _load(load, name, trust, **kwargs):
         with allowed_globals():
             return load(weights_only=True, **kwargs)
     except pickle.UnpicklingError as exc:
-        raise _refused(name, exc) from exc
+        raise _refused(name, exc) from None  # the message says it all: no chained traceback
 
 
 def load_checkpoint_file(filename, map_location=None, trust=False):

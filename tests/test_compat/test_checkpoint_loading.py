@@ -132,6 +132,25 @@ def test_code_in_a_checkpoint_does_not_run_without_the_opt_in(tmp_path, monkeypa
         load_checkpoint_file(path)
 
 
+def test_a_refused_checkpoint_ends_in_its_message_once_without_a_chained_traceback(tmp_path):
+    marker = str(tmp_path / 'code_ran')
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'meta': RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(pickle.UnpicklingError) as caught:
+        load_checkpoint_file(path)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    # As a user sees it: the message is the last line of the traceback, once.
+    code = f'import robustvit_mm; from mmengine.runner import CheckpointLoader; ' \
+           f'CheckpointLoader.load_checkpoint({path!r})'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+                         env=without_opt_in())
+    assert out.returncode == 1 and not osp.exists(marker)
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("_pickle.UnpicklingError: Checkpoint '") and TRUST_HINT in lines[-1]
+    assert out.stderr.count('holds objects outside the safe allow-list') == 1, out.stderr
+    assert 'direct cause' not in out.stderr and 'During handling' not in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize('owner, name', [(HistoryBuffer, '__init__'),
                                          (HistoryBuffer, 'register_statistics'),
                                          (collections.OrderedDict, 'fromkeys')])
