@@ -65,8 +65,9 @@ class SISResult:
                     f'({100.0 * self.size / self.pixels:.2f} %) give confidence '
                     f'{self.confidence:.3f} >= {self.threshold:g}')
         return (f'class {self.target}: no subset found: no set of pixels along the backward '
-                f'selection reached confidence {self.threshold:g} (highest {self.best_confidence:.3f}, '
-                f'full image {self.full_confidence:.3f}, {self.steps} steps)')
+                f'selection reached confidence {self.threshold:g} (highest '
+                f'{self.best_confidence:.3f}, full image {self.full_confidence:.3f}, '
+                f'{self.steps} steps)')
 
 
 def masked_inputs(image, masks, baseline=0.0):
@@ -203,7 +204,8 @@ def check_options(options: SISOptions):
     if not options.images:
         raise ValueError('give at least one image')
     if not 0.0 < float(options.threshold) < 1.0:
-        raise ValueError(f'--threshold {options.threshold:g}: a confidence strictly between 0 and 1')
+        raise ValueError(f'--threshold {options.threshold:g}: a confidence strictly between 0 '
+                         'and 1')
     if not 0.0 < float(options.fraction) <= 1.0:
         raise ValueError(f'--fraction {options.fraction:g}: the share of pixels removed per step, '
                          'in (0, 1]')
@@ -275,5 +277,5 @@ def run_sis(options: SISOptions, log=print):
     return 1 if failed else 0
 
 
-__all__ = ['SISResult', 'SISOptions', 'check_options', 'sufficient_input_subsets', 'subset_confidence',
-           'masked_inputs', 'random_classes', 'draw_figure_5', 'run_sis']
+__all__ = ['SISResult', 'SISOptions', 'check_options', 'sufficient_input_subsets',
+           'subset_confidence', 'masked_inputs', 'random_classes', 'draw_figure_5', 'run_sis']

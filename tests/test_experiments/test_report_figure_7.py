@@ -20,8 +20,9 @@ def _write_sweep(folder, family, values):
                                                           num_samples=3, num_classes=500))
                   for loader in LOADERS})
     folder.mkdir()
-    records = [dict(point=p.name, config='x.py', overrides=p.overrides, work_dir=str(folder / p.name),
-                    metrics={}, checkpoint=str(folder / p.name / 'best.pth'), family=family)
+    records = [dict(point=p.name, config='x.py', overrides=p.overrides,
+                    work_dir=str(folder / p.name), metrics={},
+                    checkpoint=str(folder / p.name / 'best.pth'), family=family)
                for p in FAMILIES[family].make_points(cfg, values)]
     (folder / 'sweep_results.json').write_text(json.dumps(records))
     return str(folder)
@@ -80,3 +81,35 @@ def test_other_families_and_inconsistent_points():
             'val_dataloader.dataset.num_samples': 3}}, 'num_samples')
     assert figure_7_points({'ViT-B:original': _top1('imagenet-val', 80.0)}, [], 'paper') == \
         ([], {('ViT-B', 'imagenet-val'): 80.0})
+
+
+@pytest.mark.slow
+def test_report_draws_figure_7_from_evaluated_sweep_points(tmp_path):
+    """Through run_report: two appendix-g-images points (tiny models that always answer tench or
+    banana) and ViT-B:original (always stingray) on 2 bananas + 2 stingrays of ImageNet-A."""
+    from robustvit_mm.experiments.report import ReportOptions, run_report
+    from shifted_sets import WNIDS, make_folder_set
+    from stock_run_helpers import TINY_MODEL, save_tiny_checkpoint
+    data = tmp_path / 'data'
+    make_folder_set(str(data / 'imagenet-a'), {WNIDS[954]: 2, WNIDS[6]: 2})
+    config = tmp_path / 'tiny.py'
+    config.write_text(f'model = {TINY_MODEL!r}\n')
+    sweep = tmp_path / 'sweep'
+    _write_sweep(sweep, 'appendix-g-images', (1, 2))
+    records = json.loads((sweep / 'sweep_results.json').read_text())
+    for record, answer in zip(records, (0, 954)):  # images1: tench, images2: banana
+        (sweep / record['point']).mkdir()
+        save_tiny_checkpoint(record['checkpoint'], {answer: 10.})
+        record['config'] = str(config)
+    (sweep / 'sweep_results.json').write_text(json.dumps(records))
+    original = save_tiny_checkpoint(str(tmp_path / 'original.pth'), {6: 10.})
+    out = tmp_path / 'report'
+    assert run_report(ReportOptions(
+        models=[('ViT-B:original', str(config), original)], sweeps=[('ViT-B', str(sweep))],
+        data_root=str(data), out=str(out), num_workers=0, batch_size=4)) == 0
+    with open(out / 'report_figure-7.csv', newline='') as f:
+        rows = list(csv.reader(f))[1:]
+    assert rows == [
+        ['a', 'ViT-B', 'imagenet-a', '1', '0.0000', '50.0000', 'ViT-B:RobustViT@images1'],
+        ['a', 'ViT-B', 'imagenet-a', '2', '50.0000', '50.0000', 'ViT-B:RobustViT@images2']]
+    assert '![Figure 7](report_figure-7.png)' in (out / 'report.md').read_text()

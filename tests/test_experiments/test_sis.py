@@ -1,5 +1,5 @@
-"""SIS with gradients (paper Appendix A, Figure 5) on tiny models: every reported subset is checked by
-running the model again on the masked image."""
+"""SIS with gradients (paper Appendix A, Figure 5) on tiny models: every reported subset is checked
+by running the model again on the masked image."""
 import json
 import os.path as osp
 import subprocess
@@ -90,8 +90,9 @@ def _write_config(path):
         f'model = {TINY_MODEL!r}\n'
         "data_preprocessor = dict(num_classes=1000, mean=[127.5] * 3, std=[127.5] * 3, "
         'to_rgb=True)\n'
-        "test_dataloader = dict(dataset=dict(type='CustomDataset', pipeline=[dict(type='LoadImageFromFile'), "
-        "dict(type='Resize', scale=(224, 224)), dict(type='PackInputs')]))\n")
+        "test_dataloader = dict(dataset=dict(type='CustomDataset', pipeline=["
+        "dict(type='LoadImageFromFile'), dict(type='Resize', scale=(224, 224)), "
+        "dict(type='PackInputs')]))\n")
     return str(path)
 
 
