@@ -1,8 +1,8 @@
-"""Draw relevance maps (GAE, attention rollout or raw attention) of a ViT classifier for some images.
+"""Draw relevance maps (GAE, attention rollout or raw attention) of a ViT classifier.
 
     python tools/visualize_relevance.py CONFIG [CHECKPOINT] IMAGES... --out DIR \
-        [--method gae|attention_rollout|raw_attention] [--target CLASS_IDX] [--batch-size N] [--device cpu] \
-        [--vis-backend tensorboard|wandb ...] [--alpha 0.5] [--cfg-options KEY=VALUE ...]
+        [--method gae|attention_rollout|raw_attention] [--target CLASS_IDX] [--batch-size N] \
+        [--device cpu] [--vis-backend tensorboard|wandb ...] [--alpha 0.5] [--cfg-options KEY=VALUE ...]
 
 The command line of ``robustvit_mm.apis.RelevanceInferencer``:
 - CONFIG: a config file (its ``custom_imports`` are honoured) or an mmpretrain model name.
@@ -14,8 +14,11 @@ The command line of ``robustvit_mm.apis.RelevanceInferencer``:
 
 Per image: "image | heat map | overlay | colour bar" with the predicted class and score above it, as
 ``DIR/<stem>_relevance.png`` and through mmengine's visualizer (``DIR/vis_data/vis_image/``, and
-TensorBoard / WandB with ``--vis-backend``); the prediction is printed. An unreadable image is named
-and skipped, and the exit code is then 1; a checkpoint that does not fit, or a model relevance cannot
+TensorBoard / WandB with ``--vis-backend``); a line per image, ``[k/N] PATH: predicted class ...``,
+in the order given, shows the progress. The images are explained in one call of the inferencer that
+hands the results out as they are made, so memory does not grow with their number. An unreadable
+image or a missing path is named and skipped, and the exit code is then 1; ``--out`` naming a file
+is refused before anything loads; a checkpoint that does not fit, or a model relevance cannot
 explain, is an error (exit code 2).
 """
 import argparse

@@ -9,9 +9,9 @@ inferencer (``BaseInferencer``'s stages ``preprocess`` -> ``forward`` -> ``visua
     >>> results[0]['pred_class'], results[0]['pred_score'], results[0]['relevance'].shape
     ('banana', 0.93, (224, 224))
 
-The model comes from a config file, a ``Config`` or an mmpretrain model name (``get_model``), and its
-weights through :func:`robustvit_mm.engine.checkpoint_check.load_checked_checkpoint` (a checkpoint that does
-not fit is an error naming the fix, never a random model's maps). Inputs: image paths, folders
+The model comes from a config file, a ``Config`` or an mmpretrain model name (``get_model``), and
+its weights through :func:`robustvit_mm.engine.checkpoint_check.load_checked_checkpoint` (a
+checkpoint that does not fit is an error naming the fix, never a random model's maps). Inputs: image paths, folders
 (their image files, recursively, sorted), BGR uint8 arrays (mmcv/cv2 order, as mmpretrain's
 inferencer takes them), or a list of those. Each image goes through the config's test pipeline (mask
 steps dropped) and the model's data preprocessor, in batches.
@@ -25,8 +25,8 @@ figures also go through mmpretrain's ``UniversalVisualizer`` to its backends (Te
 
 Memory: ``inferencer(...)`` returns every result, each holding its image and map;
 :meth:`RelevanceInferencer.stream` gives them one at a time while it works, and
-``return_maps=False`` leaves out the image, the map and the scores, so writing the figures of a whole
-data set runs in memory that does not grow with the number of images. Call :meth:`close` (or use
+``return_maps=False`` leaves out the image, the map and the scores, so writing the figures of a
+whole data set runs in memory that does not grow with the number of images. Call :meth:`close` (or use
 ``with``) when done: backends such as TensorBoard write their last records only then.
 """
 import numbers
@@ -46,7 +46,8 @@ from mmpretrain.utils import track
 from mmpretrain.visualization import UniversalVisualizer
 
 from ..datasets.imagenet_classes import imagenet_class_names, wnid_to_index
-from ..engine.checkpoint_check import checkpoint_classes, init_checked_model, load_checked_checkpoint
+from ..engine.checkpoint_check import (checkpoint_classes, init_checked_model,
+                                       load_checked_checkpoint)
 from ..relevance import EXPLAINERS, get_explainer
 from ..relevance.capture import find_vit
 from ..visualization import colour_bar, heatmap, hstack_panels, inputs_to_rgb, put_text
@@ -126,7 +127,8 @@ class RelevanceInferencer(BaseInferencer):
         device (str, optional): e.g. 'cpu', 'cuda:0'; default the model's device.
         classes (list[str], optional): class names; default the checkpoint's (or the config's test
             dataset's) names, ImageNet-1k wnids shown as ImageNet's readable names.
-        method (str): one of :data:`METHODS`, 'gae' (the paper's) by default; a call may override it.
+        method (str): one of :data:`METHODS`, 'gae' (the paper's) by default; a call may
+            override it.
         allow_partial (bool): load a checkpoint that lacks or adds tensors (never other shapes).
         vis_backends (list[str]): backends of the visualizer besides the local one ('tensorboard',
             'wandb'), used when ``show_dir`` is given.
@@ -144,7 +146,8 @@ class RelevanceInferencer(BaseInferencer):
                  allow_partial=False, vis_backends=(), alpha=0.5, **kwargs):
         refuse_other_names(kwargs, 'RelevanceInferencer')
         if kwargs:
-            raise TypeError(f'RelevanceInferencer got unexpected keyword argument(s) {sorted(kwargs)}')
+            raise TypeError('RelevanceInferencer got unexpected keyword argument(s) '
+                            f'{sorted(kwargs)}')
         if pretrained is True:
             raise ValueError('pretrained=True: give the weights\' file or URL (they are checked '
                              'against the model before loading)')
@@ -324,9 +327,11 @@ class RelevanceInferencer(BaseInferencer):
             for row, record in enumerate(readable):
                 score, label = probs[row].max(dim=0)
                 pred = dict(index=record['index'], input=record['input'], pred_label=int(label),
-                            pred_score=float(score), pred_scores=probs[row].numpy(),
+                            pred_score=float(score), pred_scores=probs[row].numpy().copy(),
                             target=int(label) if target is None else int(target),
-                            relevance=relevance[row], image=images[row], method=method)
+                            # copies: a kept result must not hold its whole batch's arrays
+                            relevance=relevance[row].copy(), image=images[row].copy(),
+                            method=method)
                 if self.classes is not None and int(label) < len(self.classes):
                     pred['pred_class'] = self.classes[int(label)]
                 preds[record['index']] = pred
@@ -341,7 +346,8 @@ class RelevanceInferencer(BaseInferencer):
             if 'error' not in pred and (show_dir is not None or return_vis):
                 figure = self.draw(pred)
                 if show_dir is not None:
-                    extra['out_file'] = self._write(figure, show_dir, self._out_names[pred['index']])
+                    name = self._out_names[pred['index']]
+                    extra['out_file'] = self._write(figure, show_dir, name)
                 if return_vis:
                     extra['visualization'] = figure
             out.append(extra)

@@ -1,6 +1,6 @@
-"""What :class:`~robustvit_mm.apis.RelevanceInferencer` takes in: the input list (folders expanded, a
-path that cannot be used kept in its place as :class:`Unreadable`) and the config's test pipeline
-without the steps that need a mask file."""
+"""What :class:`~robustvit_mm.apis.RelevanceInferencer` takes in: the input list (folders
+expanded, a path that cannot be used kept in its place as :class:`Unreadable`) and the config's
+test pipeline without the steps that need a mask file."""
 import os
 import os.path as osp
 from typing import NamedTuple

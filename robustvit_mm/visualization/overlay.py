@@ -70,15 +70,16 @@ def heatmap(relevance):
 
 
 def colour_bar(height, width=10):
-    """A vertical JET bar, relevance 1 at the top and 0 at the bottom, RGB uint8 (height, width, 3)."""
+    """A vertical JET bar, relevance 1 at the top and 0 at the bottom: RGB uint8 (height, width, 3)."""
     values = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
     return heatmap(values)
 
 
 def put_text(canvas, text, position, height, align='center', colour=(0, 0, 0)):
-    """Write ``text`` into RGB uint8 ``canvas`` in place: capitals ``height`` px tall, the left edge
-    at ``position[0]``, the top / centre / bottom (``align``) at ``position[1]``. OpenCV's font,
-    not matplotlib's: a figure a few milliseconds, so a whole data set can be drawn."""
+    """Write ``text`` into RGB uint8 ``canvas`` in place: a font ``height`` px tall (capitals about
+    0.7 of it), the left edge at ``position[0]``, the top / centre / bottom (``align``) of its
+    ``height``-px line at ``position[1]``. OpenCV's font, not matplotlib's: a few milliseconds a
+    figure, so a whole data set can be drawn."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = cv2.getFontScaleFromHeight(font, int(height), 1)
     (_, text_height), _ = cv2.getTextSize(text, font, scale, 1)
