@@ -23,8 +23,9 @@ Models named ``ARCH:METHOD`` (``ViT-B:original``, ``ViT-B:RobustViT``, ``ViT-B:n
 the paper's Tables 1, 2, 3, 4, 8-9 (``ARCH:METHOD@RUN`` models), 10, 11 and 12, each with the
 published number and the difference (``report_table-<n>.csv``), and with ``--class-split NAME
 WORK_DIR`` Figure 4 (``report_figure-4.png``); ``--per-class [N]`` adds Appendix J's per-class
-changes; ``--gallery SET`` draws images with both relevance maps, picked by ``--gallery-rule``
-(Figures 15, 2, 3/6). docs/reproduce.md has the command for each table and figure.
+changes; ``--sweep ARCH WORK_DIR`` of the Appendix G families also Figure 7
+(``report_figure-7.png``); ``--gallery SET`` draws images with both relevance maps, picked by
+``--gallery-rule`` (Figures 15, 2, 3/6). docs/reproduce.md has the command for each table and figure.
 
 Protocols: ``paper`` = 1000-way argmax, ObjectNet first mapped class, no border crop, mean = std =
 0.5 for every model; ``standard`` = IN-A/IN-R 200-class argmax, ObjectNet 113-class argmax with
@@ -58,8 +59,9 @@ def parse_args(argv=None):
                         help="a fine-tuned model's imagenet_s_split.json (or work dir): accuracy "
                         'on its fine-tuning classes vs the others')
     parser.add_argument('--per-class', type=int, nargs='?', const=50, default=None, metavar='N',
-                        help='per-class accuracy and the N (default 50) most improved / harmed '
-                        'classes of each model against the first (paper Appendix J)')
+                        help='per-class accuracy; ARCH:RobustViT against ARCH:original (or each '
+                        'model against the first): the N (default 50) most improved and harmed '
+                        'classes of a 1,000-class set, every class of the others (Appendix J)')
     parser.add_argument('--gallery', metavar='SET', help='examples of ARCH:original -> '
                         'ARCH:RobustViT on this accuracy set, image | relevance before | after')
     parser.add_argument('--gallery-rule', choices=tuple(GALLERY_RULES), default='figure-15',

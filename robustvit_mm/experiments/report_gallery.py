@@ -55,7 +55,7 @@ class PredictionRecorder(Hook):
         metric = next((m for m in runner.test_evaluator.metrics
                        if isinstance(m, ShiftedAccuracy)), None)
         if metric is None or 1 not in metric.topk:
-            raise TypeError('the flipped-prediction gallery needs a set scored by ShiftedAccuracy '
+            raise TypeError('the gallery needs a set scored by ShiftedAccuracy '
                             'with top-1 (an accuracy set, not the segmentation test)')
         subset = metric.class_subset if metric.class_subset != 'auto' else \
             (metric.dataset_meta or {}).get('eval_class_subset')
