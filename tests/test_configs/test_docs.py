@@ -288,3 +288,16 @@ def test_readme_lists_every_registered_name_in_its_registry():
             for name, cls in getattr(registries, registry).module_dict.items()
             if cls.__module__.startswith('robustvit_mm')}
     assert listed == ours, f'registered but not in README: {sorted(ours - listed)}'
+
+
+def test_reliability_rows_are_case_message_test():
+    """docs/reliability.md: one row per failure case, its message, and the test that checks it."""
+    with open(osp.join(REPO, 'docs', 'reliability.md'), encoding='utf-8') as f:
+        text = f.read()
+    table = text[text.index('| case | message the user sees | test'):]
+    rows = table[:table.index('\n\n')].splitlines()[2:]
+    assert len(rows) >= 30
+    for row in rows:
+        cells = re.split(r'(?<!\\)\|', row.strip())[1:-1]
+        assert len(cells) == 3, f'not case | message | test: {row[:120]}'
+        assert re.search(r'\btest_\w+', cells[2]), f'no test named: {row[:120]}'
