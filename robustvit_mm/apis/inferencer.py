@@ -174,7 +174,6 @@ class RelevanceInferencer(BaseInferencer):
             classes = (getattr(self.model, '_dataset_meta', None) or {}).get('classes')
         self.classes = readable_classes(classes, self.num_classes())
         self._out_dir = None
-        self._out_names = []
 
     # ------------------------------------------------------------------------------- pipeline
     def _init_pipeline(self, cfg):
@@ -267,7 +266,6 @@ class RelevanceInferencer(BaseInferencer):
                                  'the figures to')
             os.makedirs(show_dir, exist_ok=True)
             self._visualizer(show_dir)
-        self._out_names = output_names(items)
         batches = self.preprocess(items, batch_size=batch_size, **pre)
         if show_progress:
             batches = track(batches, 'Relevance', total=ceil(len(items) / batch_size))
@@ -282,13 +280,16 @@ class RelevanceInferencer(BaseInferencer):
 
     # ------------------------------------------------------------------------- the 4 stages
     def preprocess(self, inputs, batch_size=1, skip_unreadable=False):
-        """Chunks of ``batch_size`` records ``{'index', 'input', 'data'}`` (the pipeline's
-        output) or, for an input that cannot be read, ``{'index', 'input', 'error'}``."""
-        for chunk in self._get_chunk_data(enumerate(inputs), batch_size):
-            yield [self._prepare(index, item, skip_unreadable) for index, item in chunk]
+        """Chunks of ``batch_size`` records ``{'index', 'input', 'name', 'data'}`` (``name``:
+        the figure's file stem; ``data``: the pipeline's output) or, for an input that cannot be
+        read, ``{'index', 'input', 'name', 'error'}``."""
+        numbered = enumerate(zip(inputs, output_names(inputs)))
+        for chunk in self._get_chunk_data(numbered, batch_size):
+            yield [self._prepare(index, item, name, skip_unreadable)
+                   for index, (item, name) in chunk]
 
-    def _prepare(self, index, item, skip_unreadable):
-        record = dict(index=index, input=input_label(item, index))
+    def _prepare(self, index, item, name, skip_unreadable):
+        record = dict(index=index, input=input_label(item, index), name=name)
         if isinstance(item, Unreadable):
             return dict(record, error=item.error)
         try:
@@ -326,8 +327,9 @@ class RelevanceInferencer(BaseInferencer):
             images = inputs_to_rgb(inputs, self.model.data_preprocessor)
             for row, record in enumerate(readable):
                 score, label = probs[row].max(dim=0)
-                pred = dict(index=record['index'], input=record['input'], pred_label=int(label),
-                            pred_score=float(score), pred_scores=probs[row].numpy().copy(),
+                pred = dict(index=record['index'], name=record['name'], input=record['input'],
+                            pred_label=int(label), pred_score=float(score),
+                            pred_scores=probs[row].numpy().copy(),
                             target=int(label) if target is None else int(target),
                             # copies: a kept result must not hold its whole batch's arrays
                             relevance=relevance[row].copy(), image=images[row].copy(),
@@ -346,8 +348,7 @@ class RelevanceInferencer(BaseInferencer):
             if 'error' not in pred and (show_dir is not None or return_vis):
                 figure = self.draw(pred)
                 if show_dir is not None:
-                    name = self._out_names[pred['index']]
-                    extra['out_file'] = self._write(figure, show_dir, name)
+                    extra['out_file'] = self._write(figure, show_dir, pred['name'])
                 if return_vis:
                     extra['visualization'] = figure
             out.append(extra)
@@ -358,7 +359,7 @@ class RelevanceInferencer(BaseInferencer):
         ``{'input', 'error'}``."""
         results = []
         for pred, extra in zip(preds, visualization):
-            result = {k: v for k, v in pred.items() if k != 'index'}
+            result = {k: v for k, v in pred.items() if k not in ('index', 'name')}
             result.update(extra)
             if 'error' not in result and not return_maps:
                 for key in MAP_KEYS:
