@@ -1,4 +1,6 @@
-# RobustViT fine-tuning of DeiT-S/16 (non-distilled), lr 1e-6, temperature 0.55.
+# RobustViT fine-tuning of DeiT-S/16 (non-distilled), lr 1e-6 (Table 5),
+# temperature 0.55 (the released code's README; eq. 4 has none:
+# docs/faithfulness.md#confidence-boosting).
 # Normalisation: mean = std = 0.5, as the released code did for every model
 # (docs/faithfulness.md#normalisation);
 # `deit-small-p16_robustvit-native-norm_imagenet-s.py` uses DeiT's own ImageNet mean/std.

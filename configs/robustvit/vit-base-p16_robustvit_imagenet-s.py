@@ -20,17 +20,22 @@ model = dict(
         type='ConfidenceBoostingHead',
         num_classes=1000,
         in_channels=768,
-        temperature=1.0,      # T (DeiT-B 0.65, DeiT-S 0.55, others 1)
-        loss_weight=0.2,      # lambda_acc
-        target='own_argmax',  # the paper's confidence boosting; 'gt' is the ablation
+        # T, the released code's: its README gives DeiT-B 0.65, DeiT-S 0.55, others 1; eq. 4 has
+        # none (T = 1). docs/faithfulness.md#confidence-boosting
+        temperature=1.0,
+        loss_weight=0.2,      # lambda_acc (eq. 5's lambda_classification)
+        target='own_argmax',  # the paper's confidence boosting (eq. 4); 'gt': the Table 4 ablation
     ),
     # The paper's loss weights (eq. 3 and eq. 5, Table 5), written once: every RobustViT, TokenCut and
     # released-baseline config inherits or references them.
     relevance_loss=dict(
         type='RelevanceFinetuneLoss',
-        loss_weight=0.8,          # lambda_seg
+        loss_weight=0.8,          # lambda_seg (eq. 5's lambda_relevance)
         background_weight=2.0,    # lambda_bg
         foreground_weight=0.3,    # lambda_fg
+        # L_fg pulls R * S to S as the released code; 'one': to 1 as the paper's eq. 2
+        # (docs/faithfulness.md#loss-averaging)
+        foreground_target='mask',
         reverse_mask='reference',  # 'exact': S~ = 1 - S; docs/faithfulness.md#reverse-mask
         ignore_pixels='background',  # 'exclude'; docs/faithfulness.md#ignore-pixels
     ),

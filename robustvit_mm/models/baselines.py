@@ -1,15 +1,17 @@
-"""Saliency-guided baselines of the paper, GradMask and RRR (paper App. D), with a live penalty.
+"""The paper's saliency-guided baselines, GradMask and RRR (its Appendix C; hyper-parameters in
+Appendix D, Tables 6-7), with a live penalty.
 
 Both penalise, on the background, the gradient of a score w.r.t. the (normalised) input image:
 
     GradMask: g = d/dx sum_b z[b, y_b]                        per image: ||g * S~||_2 (paper eq. 9)
                                                               or the released mean of (g * S~)^2
-    RRR:      g = d/dx sum_b sum_c log(softmax(z)_c + 1e-11)  sum over B*3*H*W of (g * S~)^2
+    RRR:      g = d/dx sum_b sum_c log(softmax(z)_c + 1e-11)  (g * S~)^2 (eq. 10) summed over
+                                                              B*3*H*W (the released code)
 
 with z the raw logits, y the ground-truth labels and S~ the reverse (background) mask, broadcast
 over the channels. The classifier's total loss is ``loss_weight * L`` (the paper's lambda_bg, the
-released scripts' lambda_seg) plus the head's ground-truth cross-entropy (lambda_cls / lambda_acc);
-docs/faithfulness.md#baseline-hyperparameters.
+released scripts' lambda_seg) plus the head's ground-truth cross-entropy (eq. 8; lambda_cls /
+lambda_acc); docs/faithfulness.md#baseline-hyperparameters.
 
 The released scripts call ``autograd.grad`` WITHOUT ``create_graph``: g is a constant and the
 penalty never reaches the weights (docs/faithfulness.md#baseline-penalty). Here the gradient is
@@ -39,7 +41,7 @@ from .losses import check_mask_rules, reverse_mask
 PENALTIES = {
     'norm': 'mean over images of ||m_b||_2 (GradMask in the paper, eq. 9)',
     'mean_square': 'mean over B*3*H*W of m^2 (GradMask as released)',
-    'sum_square': 'sum over B*3*H*W of m^2 (RRR, paper and released)',
+    'sum_square': 'sum over B*3*H*W of m^2 (RRR: eq. 10, summed as released)',
 }
 
 
@@ -142,8 +144,8 @@ class InputGradientPenalty(nn.Module):
 @MODELS.register_module()
 class GradMaskLoss(InputGradientPenalty):
     """GradMask (Simpson et al. 2019): the input gradient of the GT logit, ``d/dx sum_b z[b, y_b]``,
-    on the background. ``penalty='norm'`` (default): the paper's ``loss_weight * mean_b
-    ||g_b * S~_b||_2``; ``'mean_square'``: the released ``imagenet_finetune_gradmask.py``,
+    on the background. ``penalty='norm'`` (default): the paper's eq. 9 norm, averaged over the
+    batch, ``loss_weight * mean_b ||g_b * S~_b||_2``; ``'mean_square'``: the released ``imagenet_finetune_gradmask.py``,
     ``loss_weight * mean((g * S~)^2)`` over B*3*H*W (docs/faithfulness.md#gradmask-penalty). See
     :class:`InputGradientPenalty` for the other arguments."""
     loss_name = 'loss_gradmask'
@@ -155,7 +157,7 @@ class GradMaskLoss(InputGradientPenalty):
 
 @MODELS.register_module()
 class RRRLoss(InputGradientPenalty):
-    """"Right for the Right Reasons" (Ross et al. 2017) as in the paper and
+    """"Right for the Right Reasons" (Ross et al. 2017) as in the paper's eq. 10 and the released
     ``imagenet_finetune_rrr.py``: ``loss_weight * sum((d/dx sum_b sum_c log(softmax(z)_c + eps)
     * S~)^2)`` over B*3*H*W (``penalty='sum_square'``), with the raw logits (no temperature) and
     eps = 1e-11 (the released ``10e-12``); see :class:`InputGradientPenalty` for the other

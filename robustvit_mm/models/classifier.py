@@ -75,11 +75,12 @@ class RelevanceGuidedMixin:
 
     Args (shared by the registered classifiers):
         relevance_loss: config of the relevance loss (default :class:`RelevanceFinetuneLoss`).
-        relevance_target: explain the ground-truth class ('gt', the paper) or the prediction.
-        create_graph: make the GAE gradient factor differentiable (an ablation; the paper keeps it
-            constant, docs/faithfulness.md#gradient-constant).
+        relevance_target: explain the ground-truth class ('gt', the released code) or the
+            prediction ('pred': the paper's Section 5 notes the relevance could use it).
+        create_graph: make the GAE gradient factor differentiable (an ablation; the released code
+            keeps it constant, docs/faithfulness.md#gradient-constant).
         val_loss: in val/test, also compute the training loss per sample (for checkpoint selection
-            on the held-out classes, as the paper) when the samples carry masks.
+            on the held-out classes, as the released code does) when the samples carry masks.
     """
 
     def _init_relevance(self, relevance_loss, relevance_target, create_graph, val_loss):
@@ -126,7 +127,7 @@ class RelevanceGuidedMixin:
                       and 'gt_label' in data_samples[0])
         if not with_masks:
             return self._predictions(self._logits(inputs), data_samples)
-        # The paper selects checkpoints on this loss over held-out classes
+        # The released code selects checkpoints on this loss over held-out classes
         # (docs/faithfulness.md#best-checkpoint).
         with torch.enable_grad():
             logits, relevance = self._relevance_forward(inputs, data_samples, keep_graph=False)
@@ -144,7 +145,7 @@ class RelevanceGuidedClassifier(RelevanceGuidedMixin, ImageClassifierBackend, Im
     """RobustViT fine-tuning for an mmpretrain ViT-family ``ImageClassifier``.
 
     ``loss()`` = relevance loss (GAE relevance for the GT class vs the foreground mask) + the head's
-    classification loss (use :class:`ConfidenceBoostingHead` for the paper's recipe), logged as
+    classification loss (use :class:`ConfidenceBoostingHead` for the paper's eq. 4), logged as
     ``loss_background``, ``loss_foreground``, ``loss_cls``, the total ``loss`` and ``relevance_iou``.
     """
 
@@ -160,7 +161,7 @@ class RelevanceGuidedTimmClassifier(RelevanceGuidedMixin, TimmClassifierBackend,
     """RobustViT fine-tuning for a timm ViT inside mmpretrain's ``TimmClassifier`` (AugReg models).
 
     Use ``loss=dict(type='ConfidenceBoostingLoss', loss_weight=0.2, temperature=1.0)`` for the
-    paper's classification term.
+    paper's classification term (eq. 4).
     """
 
     def __init__(self, *args, relevance_loss=None, relevance_target='gt', create_graph=False,

@@ -9,12 +9,14 @@ class ConfidenceBoostingHead(VisionTransformerClsHead):
 
     The target is the model's own top-1 prediction, which keeps the fine-tuned model confident in
     what it already predicts while the relevance loss moves its attention (the ground-truth label
-    is not used). ``target='gt'`` gives the paper's GT-label ablation.
+    is not used): the paper's eq. 4. ``target='gt'`` gives the paper's ground-truth ablation
+    (Tables 4 and 12).
 
     Args:
-        temperature: T; the paper's README uses 0.65 for DeiT-B, 0.55 for DeiT-S, 1 otherwise.
-        target: 'own_argmax' (paper) or 'gt'.
-        loss_weight: lambda_acc = 0.2.
+        temperature: T, the released code's (eq. 4 has none; T = 1 is eq. 4): its README uses
+            0.65 for DeiT-B, 0.55 for DeiT-S, 1 otherwise.
+        target: 'own_argmax' (eq. 4) or 'gt'.
+        loss_weight: lambda_classification = 0.2 (eq. 5, Table 5).
         Other arguments as :class:`VisionTransformerClsHead` (num_classes, in_channels, ...).
     """
 

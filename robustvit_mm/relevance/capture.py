@@ -12,7 +12,7 @@ of any model code:
 - timm ``Attention`` / Beit ``Attention`` / ``EvaAttention`` choose the fused kernel through
   ``fused_attn``: it is set to False, and a hook on ``attn_drop`` sees the map.
 
-The recorded map is the one multiplied by v (after attention dropout, as in the paper's code). On
+The recorded map is the one multiplied by v (after attention dropout, as in the released code). On
 exit every module is restored exactly as it was (attribute, ``fused_attn`` flag, hooks).
 
 Relevance is read from the class token's row of the relevance matrix, or, for a model whose head

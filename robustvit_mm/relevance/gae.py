@@ -1,12 +1,12 @@
 """GAE relevance (Chefer et al., ICCV 2021), as used by RobustViT; plus rollout and raw attention.
 
-GAE, per image (Chefer et al. 2021, eqs. 5-6; the RobustViT paper, Sec. 3):
+GAE, per image (Chefer et al. 2021; the RobustViT paper, Appendix B, eqs. 6-7):
     R = I;  for each block l:  Ā_l = mean_heads(relu(G_l * A_l));  R <- R + Ā_l R
     relevance = R[CLS, patch tokens], reshaped to the patch grid, bilinear to the input size,
     min-max normalised per image.
-with A_l the post-softmax attention and G_l = d(target logit)/dA_l, a CONSTANT (no create_graph),
-so the relevance is differentiable w.r.t. the weights through A_l only
-(docs/faithfulness.md#gradient-constant).
+with A_l the post-softmax attention and G_l = d(target logit)/dA_l, a CONSTANT (no create_graph,
+as in the released code), so the relevance is differentiable w.r.t. the weights through A_l only
+(docs/faithfulness.md#gradient-constant). The upsampling and min-max are the released code's.
 
 Only the class token's row of R is ever read. Since R = (I + Ā_{L-1}) ... (I + Ā_0), that row is
 e_0^T (I + Ā_{L-1}) ... (I + Ā_0): a row vector pushed through the blocks from last to first, O(N^2)

@@ -447,7 +447,11 @@ def test_baseline_configs_change_only_what_they_claim(model_name):
     parent = robustvit(f'{model_name}_robustvit_imagenet-s.py')
     ce = ce_key(model_name)
     released = {kind: baseline(f'{model_name}_{kind}-released_imagenet-s.py') for kind in KINDS}
-    assert config_diff(released['gradmask'], parent) == RELEASED_GRADMASK | {f'{ce}.target'}
+    # The DeiT RobustViT configs carry the released temperature of eq. 4; eq. 8 has none.
+    ce_of = lambda path: load(path).model[ce.split('.')[1]]  # noqa: E731
+    temperature = {f'{ce}.temperature'} if ce_of(parent).temperature != 1 else set()
+    assert config_diff(released['gradmask'], parent) == (RELEASED_GRADMASK | {f'{ce}.target'}
+                                                         | temperature)
     assert config_diff(released['rrr'], released['gradmask']) == {
         'model.saliency_loss.type', 'model.saliency_loss.penalty'}
     paper_values = {f'{ce}.loss_weight', 'model.saliency_loss.loss_weight',
@@ -466,6 +470,8 @@ def test_baseline_configs_change_only_what_they_claim(model_name):
             'model.saliency_loss.reference_compat', 'train_dataloader.sampler.shuffle'} | (
             {'model.saliency_loss.penalty'} if kind == 'gradmask' else set())
         assert load(compat).model.saliency_loss.reference_compat is True
+        for config in (default, compat, released[kind]):
+            assert ce_of(config).temperature == 1.0, config  # eq. 8: CE without temperature
 
     cfg = load(released['gradmask'])
     assert cfg.model.saliency_loss.loss_weight == 0.8

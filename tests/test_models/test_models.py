@@ -60,6 +60,35 @@ def test_relevance_loss_equals_hand_computation():
     assert exact['loss_background'].item() != pytest.approx(terms['loss_background'].item())
 
 
+def test_foreground_target_one_is_the_papers_eq_2():
+    relevance = torch.tensor([[[[0.2, 0.9], [0.0, 0.5]]]], requires_grad=True)
+    binary = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])
+    fractional = torch.tensor([[[[0.0, 1.0], [1.0, 0.4]]]])
+    released = MODELS.build(dict(type='RelevanceFinetuneLoss'))
+    paper = MODELS.build(dict(type='RelevanceFinetuneLoss', foreground_target='one'))
+    assert released.foreground_target == 'mask'  # the default: the released code's form
+    r = relevance.detach().flatten()
+
+    def fg_grad(loss, mask):
+        (grad,) = torch.autograd.grad(loss(relevance, mask)['loss_foreground'], relevance)
+        return grad
+
+    for mask in (binary, fractional):
+        s = mask.flatten()
+        value = paper(relevance, mask)['loss_foreground'].item()
+        assert value == pytest.approx(0.24 * ((r * s - 1) ** 2).mean().item(), rel=1e-6)  # MSE(RS, 1)
+    # Binary masks: same gradient, the value larger by 0.24 * (share of background pixels).
+    torch.testing.assert_close(fg_grad(paper, binary), fg_grad(released, binary))
+    assert (paper(relevance, binary)['loss_foreground'] - released(relevance, binary)[
+        'loss_foreground']).item() == pytest.approx(0.24 * 1 / 4)
+    # A fractional boundary pixel (S = 0.4, R = 0.5): 2S(RS - 1) against 2S^2(R - 1), / 4 pixels.
+    paper_grad, released_grad = fg_grad(paper, fractional), fg_grad(released, fractional)
+    assert paper_grad[0, 0, 1, 1].item() == pytest.approx(0.24 * 2 * 0.4 * (0.2 - 1) / 4)
+    assert released_grad[0, 0, 1, 1].item() == pytest.approx(0.24 * 2 * 0.16 * (0.5 - 1) / 4)
+    with pytest.raises(ValueError, match=r"foreground_target='1'; choose one of \('mask', 'one'\)"):
+        MODELS.build(dict(type='RelevanceFinetuneLoss', foreground_target='1'))
+
+
 def test_relevance_loss_ignore_pixels_option():
     relevance = torch.full((1, 1, 2, 2), 0.5)
     mask = torch.tensor([[[[0.0, 0.0], [1.0, 1.0]]]])
