@@ -118,7 +118,14 @@ def per_class_section(images, results, models, protocol, top, out_csv):
     lines; nothing when no pair has per-class accuracy."""
     analysis = per_class_changes(results, models, protocol, top)
     if not analysis:
-        return []
+        scored = [m for m in models for key, metrics in results.get(m, {}).items()
+                  if per_class_accuracy(metrics, key, protocol)]
+        if not scored:
+            return []
+        return ['## Per-class changes (Appendix J, Figures 8-14)', '',
+                f'Per-class accuracy was measured ({", ".join(dict.fromkeys(scored))}), but no '
+                'pair to compare holds it on one set: Appendix J compares ARCH:RobustViT with '
+                'ARCH:original (models without ARCH:METHOD names: each with the first).', '']
     write_per_class_csv(out_csv, analysis)
     lines = ['## Per-class changes (Appendix J, Figures 8-14)', '',
              f'Change in per-class top-1 accuracy: for the sets with 1,000 classes the {top} most '

@@ -76,3 +76,19 @@ def test_section_writes_csv_chart_and_backends(tmp_path):
     assert png[:8] == b'\x89PNG\r\n\x1a\n'
     assert tensorboard_images(tmp_path / 'vis_data') == {
         'per_class_imagenet-val_ViT-B_RobustViT': 1}
+
+
+def test_per_class_without_a_pair_says_so(tmp_path):
+    results = {'ViT-B:original': _per_class('imagenet-a', {0: 50.0}),
+               'ViT-B:no-bg': _per_class('imagenet-a', {0: 60.0})}
+    images = ReportImages(str(tmp_path))
+    try:
+        lines = per_class_section(images, results, list(results), 'paper', 50,
+                                  str(tmp_path / 'per_class.csv'))
+    finally:
+        images.close()
+    assert 'no pair to compare holds it on one set' in ' '.join(lines)
+    assert 'ViT-B:original, ViT-B:no-bg' in ' '.join(lines)
+    assert not (tmp_path / 'per_class.csv').exists()
+    assert per_class_section(images, {'a': {}, 'b': {}}, ['a', 'b'], 'paper', 50,
+                             str(tmp_path / 'per_class.csv')) == []
