@@ -142,7 +142,7 @@ def tiny_model():
 def tiny_relevance_model():
     """``tiny_relevance_model(family, ...)``: a RelevanceGuided[Timm]Classifier of ``family`` with
     random weights and a random head, as the benchmark builds it (train mode)."""
-    from robustvit_mm.experiments.benchmark import build_model
+    from robustvit_mm.experiments.benchmark_setup import build_model
 
     def build(family, seed=0, **kwargs):
         return sharpen_attention(build_model(tiny_relevance_cfg(family, **kwargs), seed=seed))

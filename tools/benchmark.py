@@ -11,14 +11,14 @@ reference are checked to compute the same losses and gradients before timing. Th
 robustvit_mm.experiments.benchmark; docs/performance.md explains the numbers.
 """
 import argparse
-import json
 import os
 
-from robustvit_mm.compat import silence_known_upstream_warnings
+from robustvit_mm.utils.cli import run_tool, start_tool
 
-silence_known_upstream_warnings()  # quiet entry point: only the known-harmless upstream ones
+start_tool()
 
 from robustvit_mm.experiments.benchmark import VARIANTS, format_table, log, run_benchmark  # noqa: E402
+from robustvit_mm.utils.fileio import atomic_write_json  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
@@ -71,24 +71,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        result = run_benchmark(
-            args.config or PRESETS[args.model], quick=args.quick, batch=args.batch,
-            warmup=args.warmup, repeats=args.repeats, variants=args.variants, device=args.device,
-            threads=args.threads, amp=args.amp, compile=args.compile,
-            fused_adamw=args.fused_adamw, memory=not args.no_memory, check=not args.no_check,
-            rtol=args.rtol)
-    except ValueError as error:
-        raise SystemExit(f'benchmark: {error}')
+    result = run_benchmark(
+        args.config or PRESETS[args.model], quick=args.quick, batch=args.batch,
+        warmup=args.warmup, repeats=args.repeats, variants=args.variants, device=args.device,
+        threads=args.threads, amp=args.amp, compile=args.compile,
+        fused_adamw=args.fused_adamw, memory=not args.no_memory, check=not args.no_check,
+        rtol=args.rtol)
     if result['config']:
         result['config'] = os.path.relpath(result['config'], REPO)
     print(format_table(result), flush=True)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
+        atomic_write_json(args.json, result)
         log(f'wrote {args.json}')
-    return result
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

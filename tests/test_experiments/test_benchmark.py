@@ -19,6 +19,9 @@ import torch
 
 import robustvit_mm  # noqa: F401  (registers)
 from robustvit_mm.experiments import benchmark as bench
+from robustvit_mm.experiments import benchmark_memory as memory
+from robustvit_mm.experiments import benchmark_setup as setup
+from robustvit_mm.experiments import benchmark_timing as timing
 from robustvit_mm.relevance import gae as gae_module
 
 SIZE, PATCH, EMBED, CLASSES = 32, 4, 48, 10
@@ -37,8 +40,8 @@ def tiny_cfg(layers=3):
 
 @pytest.fixture
 def tiny():
-    model = bench.build_model(tiny_cfg())
-    inputs, samples = bench.make_batch(model, 3)
+    model = setup.build_model(tiny_cfg())
+    inputs, samples = setup.make_batch(model, 3)
     return model, inputs, samples
 
 
@@ -52,14 +55,14 @@ def test_training_step_equals_the_reference_style_step(tiny_relevance_model, fam
     """Per family: RelevanceGuided[Timm]Classifier's one-forward step gives the losses and every
     parameter gradient of the released algorithm's step (per-block gradients, two forwards)."""
     model = tiny_relevance_model(family, img_size=16, patch=4)
-    inputs, samples = bench.make_batch(model, 3)
-    report = bench.check_equal_work(model, inputs, samples, rtol=1e-4)
+    inputs, samples = setup.make_batch(model, 3)
+    report = timing.check_equal_work(model, inputs, samples, rtol=1e-4)
     assert report['worst_loss_rel'] <= 1e-4 and report['worst_grad_rel'] <= 1e-4
     # Against the reference's relevance in float64, ours' own float32 error is far smaller (the
     # float32 reference loses digits with a patch-average head: up to 6e-5 for timm BEiT-v2).
-    exact = dict(bench.LOSS_FNS, reference=functools.partial(bench.reference_losses,
+    exact = dict(timing.LOSS_FNS, reference=functools.partial(timing.reference_losses,
                                                              dtype=torch.float64))
-    tight = bench.check_equal_work(model, inputs, samples, rtol=1e-5, variant_fns=exact)
+    tight = timing.check_equal_work(model, inputs, samples, rtol=1e-5, variant_fns=exact)
     assert report['num_params'] == sum(1 for p in model.parameters() if p.requires_grad)
     assert report['loss'] > 0
     assert all(p.grad is None for p in model.parameters())  # left clean for the timing
@@ -72,22 +75,22 @@ def test_equality_check_catches_a_step_that_does_other_work(tiny):
     model, inputs, samples = tiny
 
     def wrong_target(model, inputs, samples):  # explains the prediction instead of the GT class
-        total, losses = bench.ours_losses(model, inputs, samples)
+        total, losses = timing.ours_losses(model, inputs, samples)
         model.relevance_target = 'pred'
         try:
-            return bench.ours_losses(model, inputs, samples)
+            return timing.ours_losses(model, inputs, samples)
         finally:
             model.relevance_target = 'gt'
 
     def no_classification(model, inputs, samples):  # drops the CE term
-        total, losses = bench.reference_losses(model, inputs, samples)
+        total, losses = timing.reference_losses(model, inputs, samples)
         losses = {k: v for k, v in losses.items() if k != 'loss_cls'}
         return sum(losses.values()), dict(losses, loss_cls=torch.zeros(()))
 
     for wrong in (wrong_target, no_classification):
-        fns = dict(bench.LOSS_FNS, reference=wrong)
+        fns = dict(timing.LOSS_FNS, reference=wrong)
         with pytest.raises(AssertionError, match='do not compute the same step'):
-            bench.check_equal_work(model, inputs, samples, variant_fns=fns)
+            timing.check_equal_work(model, inputs, samples, variant_fns=fns)
 
 
 def _count_calls(monkeypatch, model):
@@ -109,7 +112,7 @@ def _count_calls(monkeypatch, model):
 def test_variants_do_the_passes_they_claim(monkeypatch, tiny, variant, forwards, grads):
     model, inputs, samples = tiny  # 3 blocks: the released code calls autograd.grad per block
     counts = _count_calls(monkeypatch, model)
-    total, _ = bench.LOSS_FNS[variant](model, inputs, samples)
+    total, _ = timing.LOSS_FNS[variant](model, inputs, samples)
     assert (counts['forward'], counts['grad']) == (forwards, grads)
     total.backward()
 
@@ -119,7 +122,7 @@ def test_reference_relevance_matches_the_engine(tiny):
     model, inputs, samples = tiny
     targets = torch.cat([s.gt_label for s in samples])
     expected, _ = gae_relevance(model, inputs, targets)
-    torch.testing.assert_close(bench.reference_relevance(model, inputs, targets).detach(),
+    torch.testing.assert_close(timing.reference_relevance(model, inputs, targets).detach(),
                                expected.detach(), atol=1e-5, rtol=0)
 
 
@@ -144,8 +147,8 @@ def test_loss_never_reads_a_tensor_back_to_the_host(monkeypatch, tiny):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_loss_does_not_synchronise_cuda():
-    model = bench.build_model(tiny_cfg(), 'cuda')
-    inputs, samples = bench.make_batch(model, 3, 'cuda')
+    model = setup.build_model(tiny_cfg(), 'cuda')
+    inputs, samples = setup.make_batch(model, 3, 'cuda')
     model.loss(inputs, samples)  # warm-up (lazy CUDA initialisation may sync)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
@@ -215,7 +218,7 @@ def test_bf16_autocast_keeps_the_relevance_finite_and_close_to_float32(tiny):
 
 def test_amp_optim_wrapper_needs_an_accelerator_or_runs_the_step():
     from mmengine.optim import AmpOptimWrapper
-    model = bench.build_model(tiny_cfg(), 'cuda' if torch.cuda.is_available() else 'cpu')
+    model = setup.build_model(tiny_cfg(), 'cuda' if torch.cuda.is_available() else 'cpu')
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     if not torch.cuda.is_available():
         # mmengine 0.10.7 asserts an accelerator: on CPU use torch.autocast (tested above).
@@ -224,7 +227,7 @@ def test_amp_optim_wrapper_needs_an_accelerator_or_runs_the_step():
         return
     for dtype in ('bfloat16', 'float16'):
         wrapper = AmpOptimWrapper(optimizer=optimizer, dtype=dtype)
-        inputs, samples = bench.make_batch(model, 3, 'cuda')
+        inputs, samples = setup.make_batch(model, 3, 'cuda')
         with wrapper.optim_context(model):
             logits, relevance = model._relevance_forward(inputs, samples, keep_graph=True)
             losses = model.loss(inputs, samples)
@@ -238,17 +241,17 @@ def test_amp_optim_wrapper_needs_an_accelerator_or_runs_the_step():
 @pytest.mark.slow
 def test_compiled_backbone_gives_the_eager_step():
     import copy
-    eager = bench.build_model(tiny_cfg())
-    inputs, samples = bench.make_batch(eager, 2)
+    eager = setup.build_model(tiny_cfg())
+    inputs, samples = setup.make_batch(eager, 2)
     compiled = copy.deepcopy(eager)
-    bench.compile_backbone(compiled, backend='aot_eager')  # no C++ toolchain needed
+    setup.compile_backbone(compiled, backend='aot_eager')  # no C++ toolchain needed
     for model in (eager, compiled):
         for _ in range(2):  # the second call runs the cached graphs
             model.zero_grad(set_to_none=True)
-            total, _ = bench.ours_losses(model, inputs, samples)
+            total, _ = timing.ours_losses(model, inputs, samples)
             total.backward()
-    torch.testing.assert_close(bench.ours_losses(compiled, inputs, samples)[0],
-                               bench.ours_losses(eager, inputs, samples)[0])
+    torch.testing.assert_close(timing.ours_losses(compiled, inputs, samples)[0],
+                               timing.ours_losses(eager, inputs, samples)[0])
     for (name, p), q in zip(compiled.named_parameters(), eager.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
 
@@ -264,8 +267,8 @@ def test_memory_is_measured_in_a_process_of_its_own(tiny):
     try:
         model(inputs, mode='tensor').sum().backward()  # OpenMP pool of this process is live
         # default threads in the probe: the case that hung when the probe was a plain fork
-        result = bench.measure_memory_cpu('ours', tiny_cfg(), 2, timeout_s=300)
-        plain = bench.measure_memory_cpu('plain', tiny_cfg(), 2, timeout_s=300)
+        result = memory.measure_memory_cpu('ours', tiny_cfg(), 2, timeout_s=300)
+        plain = memory.measure_memory_cpu('plain', tiny_cfg(), 2, timeout_s=300)
     finally:
         torch.set_num_threads(threads)
     assert result['peak'] > 0 and 0 < result['working'] <= result['peak']
@@ -275,7 +278,7 @@ def test_memory_is_measured_in_a_process_of_its_own(tiny):
 
 def test_memory_probe_reports_a_failing_child():
     with pytest.raises(RuntimeError, match="memory measurement of 'ours' failed"):
-        bench.measure_memory_cpu('ours', dict(tiny_cfg(), backbone=None), 2, timeout_s=600)
+        memory.measure_memory_cpu('ours', dict(tiny_cfg(), backbone=None), 2, timeout_s=600)
 
 
 @pytest.mark.slow
