@@ -19,7 +19,6 @@ Shifted-set numbers of each point: tools/robustness_report.py --model POINT CONF
 """
 import argparse
 import os
-import sys
 
 from mmengine.config import DictAction
 

@@ -39,7 +39,7 @@ from mmengine.config import Config
 from ..stock_tools import stock_tool_path
 from ..utils.fileio import atomic_open, atomic_write_json, atomic_write_text
 from ..utils.stats import mean_std
-from .sweep_families import (DEFAULT_LR_RULE, FAMILIES, LR_KEY, LR_RULES, NUM_SAMPLES_OPTION, Point,
+from .sweep_families import (DEFAULT_LR_RULE, FAMILIES, LR_RULES, NUM_SAMPLES_OPTION, Point,
                              check_keys)
 from .sweep_processes import run_child, stop_signals_raise, sweep_lock
 

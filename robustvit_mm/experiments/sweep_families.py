@@ -6,7 +6,7 @@ on the package's internals. Every key path is checked against the loaded config 
 launched.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 # Config keys the families vary. The class-split options are keys of the dataloaders' `dataset`
 # (ImageNetSMaskDataset); every dataloader whose dataset has the key gets the same value, so the
