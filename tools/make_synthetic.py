@@ -11,11 +11,9 @@ import argparse
 import os.path as osp
 import time
 
-try:  # quiet entry point: drop the known-harmless upstream warnings (robustvit_mm.compat)
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
-except ImportError:  # an older checkout without the compat package
-    pass
+from robustvit_mm.utils.cli import run_tool, start_tool
+
+start_tool()
 
 from robustvit_mm.datasets.synthetic import DEMO_RECIPE, write_benchmark  # noqa: E402
 
@@ -54,8 +52,8 @@ def main(argv=None):
         matched = meta['matched_background'][split]
         frac = matched / n if n else float('nan')
         print(f'  {split:<13} {n:6d} images   background matches class: {frac:.3f}')
-    return meta
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -4,9 +4,9 @@ Not a copy: the stock script is executed as is (all its arguments work, see `--h
 the plugin through `custom_imports`. Multi-GPU: `torchrun --nproc_per_node=N tools/train.py CONFIG
 --launcher pytorch`.
 """
-from robustvit_mm.compat import silence_known_upstream_warnings
 from robustvit_mm.stock_tools import run_stock_tool
+from robustvit_mm.utils.cli import start_tool
 
 if __name__ == '__main__':
-    silence_known_upstream_warnings()
+    start_tool()
     run_stock_tool('train.py')
