@@ -20,9 +20,9 @@ import csv
 from collections import namedtuple
 
 from ..utils.stats import mean_std
-from .report_tables import figure_rgb
 from .paper_results import (AVERAGE, BASE_ARCHITECTURES, EXTRA_METHODS, PAPER_ARCHITECTURES,
                             PAPER_METHODS, canonical_method, inconsistent_averages)
+from .report_tables import figure_rgb
 
 # The report's set keys and the paper's column names.
 PAPER_SETS = (('imagenet-val', 'INet val'), ('imagenet-a', 'INet-A'), ('imagenet-r', 'INet-R'),
@@ -140,6 +140,12 @@ def _rows_by_method(measured, paper, table, methods, columns, extras=(), archs=N
     return rows
 
 
+def _other_methods(measured):
+    """Measured methods that no table of the paper has a row for (Tables 1-2 show them, marked)."""
+    known = TABLE_1_METHODS + ABLATION_METHODS + tuple(EXTRA_METHODS)
+    return [m for a in measured.archs for m in measured.methods(a) if m not in known]
+
+
 def _average_change(measured, method, key, metric, base=None, group=None):
     """Mean over the architectures that have both rows of (method - original); with the
     architectures used."""
@@ -163,9 +169,8 @@ def _over(used):
 # ------------------------------------------------------------------------------------ tables
 def table_1(measured, paper):
     columns = [(k, m) for k, _ in PAPER_SETS for m, _ in RECALL]
-    extras = [m for a in measured.archs for m in measured.methods(a)
-              if m not in TABLE_1_METHODS and m not in ABLATION_METHODS + tuple(EXTRA_METHODS)]
-    rows = _rows_by_method(measured, paper, '1', TABLE_1_METHODS, columns, extras)
+    rows = _rows_by_method(measured, paper, '1', TABLE_1_METHODS, columns,
+                           _other_methods(measured))
     notes = []
     if rows:
         for method in ('RobustViT', 'TokenCut'):
@@ -190,9 +195,7 @@ def table_2(measured, paper):
     columns = [(k, m) for k, _ in SI_SETS for m, _ in RECALL]
     rows = []
     for row in _rows_by_method(measured, paper, '2', TABLE_1_METHODS, columns,
-                               [m for a in measured.archs for m in measured.methods(a)
-                                if m not in TABLE_1_METHODS + ABLATION_METHODS
-                                and m not in EXTRA_METHODS]):
+                               _other_methods(measured)):
         arch = row.labels[0]
         if row.labels[1] == PAPER_METHODS['original']:
             rows.append(row)

@@ -549,6 +549,7 @@ def test_flipped_prediction_gallery(tmp_path):
     answers junco) and Tables 10-11 (the original takes the RobustViT run's class split)."""
     data = tmp_path / 'data'
     make_folder_set(str(data / 'imagenet-a'), {WNIDS[954]: 2, WNIDS[6]: 2, WNIDS[13]: 1})
+    make_folder_set(str(data / 'si-score' / 'rotation'), {'koala': 1, 'ostrich': 1}, stray=False)
     make_gtsegs_mat(str(data / 'gtsegs_ijcv.mat'))
     bananas = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[954]).iterdir())
     stingrays = sorted(str(p) for p in (data / 'imagenet-a' / WNIDS[6]).iterdir())
@@ -635,8 +636,38 @@ def test_flipped_prediction_gallery(tmp_path):
     figure = read_csv(out / 'report_figure-4.csv')[1:]
     assert figure[:2] == [['R@1', 'INet-A', 'training', '+100.0000', '+6.4000', '+93.6000'],
                           ['R@1', 'INet-A', 'other', '-66.6667', '+6.7000', '-73.3667']]
-    assert [r[3] for r in figure[2:]] == [
+    assert [r[3] for r in figure if r[:2] == ['R@5', 'INet-A']] == [
         table_10[('Avg. change', f'{g} classes')]['INet-A, R@5'][''] for g in ('training', 'other')]
+    # Table 2 (SI-rotation: koala and ostrich, which no model answers) and Table 12 (top-5), as
+    # evaluated; "(+x)" against the original
+    saved_rot = {
+        name: json.loads((out / 'results' / f'{name}__si-score-rotation.json').read_text())
+        for name in ('ViT-T:original', 'ViT-T:RobustViT')}
+    table_2 = paper_csv(out / 'report_table-2.csv')
+    rot = {k: v['SI-rotation, R@5'] for k, v in table_2.items()}
+    for name, row in (('ViT-T:original', 'Original'),
+                      ('ViT-T:RobustViT', 'Ours (annotated masks)')):
+        assert float(rot[('ViT-T', row)]['']) == pytest.approx(
+            saved_rot[name]['si-score-rotation_paper/top5'], abs=1e-4)
+        assert table_2[('ViT-T', row)]['SI-rotation, R@1'][''] == '0.0000'
+    ours, original = rot[('ViT-T', 'Ours (annotated masks)')], rot[('ViT-T', 'Original')]
+    assert float(ours['+x']) == pytest.approx(float(ours['']) - float(original['']))
+    table_12 = paper_csv(out / 'report_table-12.csv')
+    assert float(table_12[('ViT-T', 'Original')]['INet-A']['']) == pytest.approx(
+        saved['ViT-T:original']['imagenet-a_paper/top5'], abs=1e-4)
+    # Tables 8-9 from the same evaluations merged back as two runs of one row: RobustViT 2/5 and
+    # the no-bg model 1/5 -> Ours 30 ± 14.14 (sample std)
+    runs = [(name, 'imagenet-a', str(out / 'results' / f'{model}__imagenet-a.json'))
+            for name, model in (('ViT-T:original', 'ViT-T:original'),
+                                ('ViT-T:RobustViT@1', 'ViT-T:RobustViT'),
+                                ('ViT-T:RobustViT@2', 'ViT-T:no-bg'))]
+    assert run_report(ReportOptions(out=str(tmp_path / 'runs'), results=runs)) == 0
+    table_8 = paper_csv(tmp_path / 'runs' / 'report_table-8.csv')
+    assert table_8[('ViT-T', 'Original')]['INet-A'][''] == '40.0000'
+    assert table_8[('ViT-T', 'Ours (2 runs)')]['INet-A'][''] == '30.0000'
+    assert float(table_8[('ViT-T', 'Ours (2 runs)')]['INet-A']['std']) == pytest.approx(
+        10 * 2 ** 0.5, abs=1e-4)
+    assert (tmp_path / 'runs' / 'report_table-9.csv').is_file()
     assert f'- **ViT-T:original**: `{model_cfg}`, checkpoint `{models[0][2]}`; class split ' \
         f'`{split}`' in text
 
