@@ -26,6 +26,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from ..datasets import PAPER_NORM
 from ..evaluation.metrics import read_training_classes
+from ..utils.progress import ProgressBar
 from . import paper_layout
 from .paper_results import load_paper_results
 from .report_figure_7 import figure_7_section
@@ -157,15 +158,14 @@ def build_test_config(key, protocol, model_config, checkpoint, data_root, work_d
 
 def _progress_hook(desc):
     from mmengine.hooks import Hook
-    from tqdm import tqdm
 
     class Progress(Hook):
         def before_test_epoch(self, runner):
-            self.bar = tqdm(total=len(runner.test_dataloader), desc=desc, unit='batch',
-                            file=sys.stderr)
+            self.bar = ProgressBar(len(runner.test_dataloader), unit='batch', desc=desc,
+                                   file=sys.stderr)
 
         def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            self.bar.update(1)
+            self.bar.update()
 
         def after_test_epoch(self, runner, metrics=None):
             self.bar.close()
