@@ -25,12 +25,17 @@ import argparse
 import os
 import sys
 
+import torch
+from mmengine.config import Config, DictAction
+
+from robustvit_mm.apis import RelevanceInferencer
+from robustvit_mm.apis.inferencer import METHODS, VIS_BACKENDS
+from robustvit_mm.utils.cli import USER_ERRORS, run_tool, start_tool
+
 CHECKPOINT_EXTENSIONS = ('.pth', '.pt', '.ckpt')
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-    from robustvit_mm.apis.inferencer import METHODS, VIS_BACKENDS
     parser = argparse.ArgumentParser(
         description='Relevance maps (GAE / attention rollout / raw attention) of a ViT classifier.',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -70,35 +75,22 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
     args = parse_args(argv)
-    import torch
-    from mmengine.config import Config
-    from robustvit_mm.apis import RelevanceInferencer
-
     model = args.config
     if model.endswith('.py'):
         model = Config.fromfile(model)
         if args.cfg_options:
             model.merge_from_dict(args.cfg_options)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        inferencer = RelevanceInferencer(model, args.checkpoint, device=device, method=args.method,
-                                         allow_partial=args.allow_partial, alpha=args.alpha,
-                                         vis_backends=args.vis_backend)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
-        print(f'error: {args.config}: {error}', file=sys.stderr)
-        return 2
+    inferencer = RelevanceInferencer(model, args.checkpoint, device=device, method=args.method,
+                                     allow_partial=args.allow_partial, alpha=args.alpha,
+                                     vis_backends=args.vis_backend)
     failed = 0
     with inferencer:  # closing flushes the visualizer backends (TensorBoard's last image)
-        try:  # one call; results come one at a time, without their arrays: memory stays flat
-            results = inferencer.stream(args.paths, batch_size=args.batch_size, target=args.target,
-                                        show_dir=args.out, skip_unreadable=True,
-                                        return_maps=False, show_progress=False)
-        except ValueError as error:
-            print(f'error: {error}', file=sys.stderr)
-            return 2
+        # one call; results come one at a time, without their arrays: memory stays flat
+        results = inferencer.stream(args.paths, batch_size=args.batch_size, target=args.target,
+                                    show_dir=args.out, skip_unreadable=True, return_maps=False,
+                                    show_progress=False)
         total = len(results)
         for index, result in enumerate(results, 1):
             prefix = f"[{index}/{total}] {result['input']}"
@@ -115,4 +107,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    start_tool()
+    # a model relevance cannot explain is a TypeError saying why, a missing config a KeyError
+    run_tool(main, user_errors=USER_ERRORS + (TypeError, KeyError))

@@ -32,7 +32,6 @@ whole data set runs in memory that does not grow with the number of images. Call
 import numbers
 import os
 import os.path as osp
-from math import ceil
 
 import cv2
 import numpy as np
@@ -42,7 +41,6 @@ from mmengine.dataset import Compose, default_collate
 from mmpretrain.apis.base import BaseInferencer
 from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
-from mmpretrain.utils import track
 from mmpretrain.visualization import UniversalVisualizer
 
 from ..datasets.imagenet_classes import imagenet_class_names, wnid_to_index
@@ -50,6 +48,7 @@ from ..engine.checkpoint_check import (checkpoint_classes, init_checked_model,
                                        load_checked_checkpoint)
 from ..relevance import EXPLAINERS, get_explainer
 from ..relevance.capture import find_vit
+from ..utils import ProgressBar
 from ..visualization import colour_bar, heatmap, hstack_panels, inputs_to_rgb, put_text
 from ..visualization.overlay import overlay
 from .inputs import Unreadable, collect_images, input_label, strip_mask_steps, type_name
@@ -229,7 +228,7 @@ class RelevanceInferencer(BaseInferencer):
                 ``pred_label``, ``relevance``; ``input`` / ``target`` / ``method`` / ``out_file``
                 in the metainfo) instead of dicts.
             batch_size (int): images per forward.
-            show_progress (bool): a progress bar over the batches.
+            show_progress (bool): a progress bar on stderr (images done, rate, time left).
             method (str, optional): one of :data:`METHODS` for this call.
             target (int, optional): the class to explain for every image (default: each
                 prediction). 'attention_rollout' and 'raw_attention' are class-agnostic: the
@@ -266,15 +265,17 @@ class RelevanceInferencer(BaseInferencer):
                                  'the figures to')
             os.makedirs(show_dir, exist_ok=True)
             self._visualizer(show_dir)
-        batches = self.preprocess(items, batch_size=batch_size, **pre)
-        if show_progress:
-            batches = track(batches, 'Relevance', total=ceil(len(items) / batch_size))
+        progress = ProgressBar(len(items), unit='images', desc='Relevance') \
+            if show_progress else None
 
         def results():
-            for records in batches:
+            for records in self.preprocess(items, batch_size=batch_size, **pre):
                 preds = self.forward(records, **fwd)
-                yield from self.postprocess(preds, self.visualize(preds, **vis),
-                                            return_datasamples, **post)
+                batch = self.postprocess(preds, self.visualize(preds, **vis), return_datasamples,
+                                         **post)
+                if progress is not None:
+                    progress.update(len(records))
+                yield from batch
 
         return ResultStream(len(items), results())
 

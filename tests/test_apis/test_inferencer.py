@@ -296,6 +296,18 @@ def test_the_four_stages_make_the_call(inputs, tiny):
     assert not {'relevance', 'image', 'pred_scores'} & set(light) and 'pred_label' in light
 
 
+def test_progress_is_shown(capsys, inputs, tiny):
+    config, checkpoint, _ = tiny
+    inferencer = RelevanceInferencer(config, pretrained=checkpoint)
+    paths = [str(inputs / 'red.jpg'), str(inputs / 'blue.jpg'), str(inputs / 'red.jpg')]
+    capsys.readouterr()
+    inferencer(paths, batch_size=2)
+    err = capsys.readouterr().err
+    assert re.search(r'Relevance: \[>+\] 3/3, [\d.]+ images/s', err), err
+    inferencer(paths, batch_size=2, show_progress=False)
+    assert 'Relevance:' not in capsys.readouterr().err
+
+
 def _peak_memory(inferencer, folder, out):
     """Peak traced memory (bytes) of writing every figure of ``folder`` through ``stream``."""
     tracemalloc.start()
