@@ -34,6 +34,8 @@ any mapped class counting and a 3-px border crop, each model's native normalisat
 import argparse
 import sys
 
+from robustvit_mm.utils.cli import run_tool, start_tool
+
 
 def parse_args(argv=None):
     from robustvit_mm.experiments.report import CONFIG_DIR, PROTOCOLS, SET_BY_KEY
@@ -85,8 +87,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
+    start_tool()
     args = parse_args(argv)
     import robustvit_mm  # noqa: F401  (registers the plugin)
     from robustvit_mm.experiments.report import ReportOptions, run_report
@@ -107,4 +108,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)
