@@ -31,7 +31,7 @@ EQUATION_TERMS = {
     5: r'overall|total|λ_relevance|λ_classification|lambda_seg|lambda_acc|0\.8|0\.2|loss weights',
     6: r'GAE|attention|∇A|Ā',
     7: r'GAE|attention|propagat|aggregat|Ā',
-    8: r'ground[- ]truth|\bGT\b|GradMask|RRR|baseline',
+    8: r'ground[- ]truth|\bGT\b|GradMask|RRR|baseline|\bCE\b|cross-entropy',
     9: r'GradMask',
     10: r'RRR|Right for the Right Reasons',
 }
