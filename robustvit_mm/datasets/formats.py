@@ -19,7 +19,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.t
 BACKGROUND_ID = 0  # ImageNet-S "other"
 IGNORE_ID = 1000  # ImageNet-S "ignore" (object boundaries and ambiguous regions)
 
-# The paper normalises every model, DeiT included, with mean = std = 0.5
+# The released code normalises every model, DeiT included, with mean = std = 0.5
 # (docs/faithfulness.md#normalisation). Copy before changing: these dicts are shared.
 PAPER_NORM = dict(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5], to_rgb=True)
 # The usual ImageNet mean/std (torchvision's 0.485/0.456/0.406, 0.229/0.224/0.225) x 255.

@@ -239,7 +239,7 @@ class ImageNetV2(_ShiftedDataset):
 
     Args:
         data_root: the folder holding ``imagenetv2-<variant>-format-val/``, or that folder itself.
-        variant: ``'matched-frequency'`` (default; the reproducer of the paper used it),
+        variant: ``'matched-frequency'`` (default: ImageNet-V2's main set; the paper names none),
             ``'threshold0.7'`` or ``'top-images'``.
     """
 
