@@ -14,7 +14,7 @@ class ProgressBar:
         self.file = file or sys.stderr
         self.tty = hasattr(self.file, 'isatty') and self.file.isatty()
         self.every = every or max(1, self.total // 10)
-        self.done = 0
+        self.done, self.next_line = 0, self.every
         self.start = time.perf_counter()
 
     def text(self):
@@ -31,8 +31,9 @@ class ProgressBar:
         finished = self.done >= self.total
         if self.tty:
             self.file.write('\r' + self.text() + ('\n' if finished else ''))
-        elif finished or self.done % self.every == 0:
+        elif finished or self.done >= self.next_line:
             self.file.write(self.text() + '\n')
+            self.next_line = (self.done // self.every + 1) * self.every
         self.file.flush()
 
     def close(self):

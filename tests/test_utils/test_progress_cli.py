@@ -21,6 +21,12 @@ def test_bar_redraws_on_a_terminal_and_prints_lines_elsewhere():
     lines = pipe.getvalue().splitlines()
     assert len(lines) == 10 and '\r' not in pipe.getvalue()   # every 10 % of the total
     assert lines[-1].startswith('[' + '>' * 30 + '] 20/20,') and 'images/s' in lines[-1]
+    batches = io.StringIO()
+    bar = ProgressBar(20, file=batches)
+    for _ in range(7):
+        bar.update(3)     # 3, 6, ..., 21: crosses a tenth of the total without landing on one
+    assert [line.split(',')[0].split('] ')[1] for line in batches.getvalue().splitlines()] == \
+        ['3/20', '6/20', '9/20', '12/20', '15/20', '18/20', '21/20']
 
 
 def test_stage_log_lines_carry_the_elapsed_time():
