@@ -8,7 +8,8 @@ Each set is evaluated with its provided config ``configs/robustness/<set>[_stand
 set lives, its dataset and metric: the configs and dataset classes are the one home of that
 knowledge) through mmengine's ``Runner.from_cfg(cfg).test()``, the path of the stock ``test.py``;
 the model (and, under the standard protocol, its normalisation) comes from the model's own config.
-Checkpoints are checked once, up front, with :func:`robustvit_mm.engine.checkpoint_check.init_checked_model`
+Checkpoints are checked once, up front, with
+:func:`robustvit_mm.engine.checkpoint_check.init_checked_model`
 (and again by the configs' ``CheckpointGuardHook`` when each set loads them).
 
 ``tools/robustness_report.py`` is the command line; docs/evaluation.md describes both protocols.
@@ -43,13 +44,13 @@ CONFIG_DIR = osp.join(REPO, 'configs', 'robustness')
 CONFIG_DATA_ROOT = 'data'  # the provided configs point at data/<folder>; --data-root replaces it
 
 PROTOCOLS = {
-    'paper': '1000-way argmax everywhere; ObjectNet scored against its first mapped ImageNet class, '
-             'no border crop; Resize 256 -> CenterCrop 224; mean = std = 0.5 for every model '
-             '(what the released RobustViT code did).',
-    'standard': 'ImageNet-A / ImageNet-R argmax restricted to their 200 classes (the fixed published '
-                'lists); ObjectNet argmax restricted to the ImageNet classes of its 113 overlapping '
-                'classes, any mapped class counts, 3-px border crop; each model\'s native '
-                'normalisation.',
+    'paper': '1000-way argmax everywhere; ObjectNet scored against its first mapped ImageNet '
+             'class, no border crop; Resize 256 -> CenterCrop 224; mean = std = 0.5 for every '
+             'model (what the released RobustViT code did).',
+    'standard': 'ImageNet-A / ImageNet-R argmax restricted to their 200 classes (the fixed '
+                'published lists); ObjectNet argmax restricted to the ImageNet classes of its 113 '
+                'overlapping classes, any mapped class counts, 3-px border crop; each model\'s '
+                'native normalisation.',
 }
 
 
@@ -87,7 +88,8 @@ def find_sets(data_root, keys, protocol, config_dir=CONFIG_DIR):
 
 # ----------------------------------------------------------------------------------- evaluation
 def apply_normalisation(cfg, model_cfg, protocol):
-    """Paper: mean = std = 127.5 for every model. Standard: the model config's own. Returns a text."""
+    """Paper: mean = std = 127.5 for every model. Standard: the model config's own. Returns a
+    text."""
     own = cfg.model.get('data_preprocessor')
     if protocol == 'paper':
         cfg.data_preprocessor = dict(num_classes=1000, **copy.deepcopy(PAPER_NORM))
@@ -202,7 +204,8 @@ def load_results(path, key, protocol):
         if other:
             raise ValueError(f'{path}: {key} was evaluated under the {other[0]} protocol; '
                              f'this report uses the {protocol} protocol')
-        raise ValueError(f'{path}: no {prefix}* metrics (keys: {", ".join(sorted(data)) or "none"})')
+        keys = ', '.join(sorted(data)) or 'none'
+        raise ValueError(f'{path}: no {prefix}* metrics (keys: {keys})')
     return found
 
 
