@@ -91,8 +91,27 @@ def test_expand_reads_the_citation_forms_the_docs_use():
         ('table', [10, 11]), ('table', [5]), ('eq', [6, 7]), ('section', ['4.3'])]
 
 
-@pytest.mark.parametrize('path', doc_files(), ids=rel)
+def code_files():
+    """The package, the tools and the tests: their docstrings and comments cite the paper too."""
+    files = glob(osp.join(REPO, 'robustvit_mm', '**', '*.py'), recursive=True)
+    files += glob(osp.join(REPO, 'tools', '*.py'))
+    files += glob(osp.join(REPO, 'tests', '**', '*.py'), recursive=True)
+    return sorted(f for f in files if f != osp.abspath(__file__))
+
+
+@pytest.mark.parametrize('path', doc_files() + ['code, tools and tests'],
+                         ids=lambda p: rel(p) if osp.isabs(p) else p)
 def test_every_cited_table_equation_section_and_figure_exists_in_the_paper(path):
+    if path == 'code, tools and tests':
+        wrong = []
+        for code in code_files():
+            wrong += citations_not_in_the_paper(code)
+    else:
+        wrong = citations_not_in_the_paper(path)
+    assert not wrong, '\n'.join(wrong)
+
+
+def citations_not_in_the_paper(path):
     valid = dict(table=TABLES, eq=EQUATIONS, section=SECTIONS, figure=FIGURES)
     wrong = []
     with open(path, encoding='utf-8') as f:
@@ -106,7 +125,7 @@ def test_every_cited_table_equation_section_and_figure_exists_in_the_paper(path)
             for letter in re.findall(r'[A-Z]', match.group(1)):
                 if letter not in APPENDICES:
                     wrong.append(f'{rel(path)}:{number}: Appendix {letter} is not in the paper')
-    assert not wrong, '\n'.join(wrong)
+    return wrong
 
 
 @pytest.mark.parametrize('path', doc_files(), ids=rel)
