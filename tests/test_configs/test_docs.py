@@ -320,3 +320,17 @@ def test_reliability_rows_are_case_message_test():
         cells = re.split(r'(?<!\\)\|', row.strip())[1:-1]
         assert len(cells) == 3, f'not case | message | test: {row[:120]}'
         assert re.search(r'\btest_\w+', cells[2]), f'no test named: {row[:120]}'
+
+
+def test_readme_new_backbone_example_is_the_config_less_its_comments():
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    match = re.search(r'The whole of `(configs/[\w/.-]+\.py)`, less its comments:', text)
+    block = code_blocks(text[match.end():])[0]
+
+    def code_lines(source):
+        lines = (re.sub(r'\s+#.*$', '', line).rstrip() for line in source.splitlines())
+        return [line for line in lines if line and not line.lstrip().startswith('#')]
+
+    with open(osp.join(REPO, match.group(1)), encoding='utf-8') as f:
+        assert code_lines(block) == code_lines(f.read())
