@@ -1,6 +1,6 @@
 # GradMask for AugReg ViT-B/16 with the released script's values (`imagenet_finetune_gradmask.py`):
-# lambda_seg and lambda_acc of the RobustViT config (0.8 / 0.2), the model's RobustViT lr and
-# temperature, the released mean-of-squares penalty, made live
+# lambda_seg and lambda_acc of the RobustViT config (0.8 / 0.2), the model's RobustViT lr, T = 1
+# (eq. 8's ground-truth CE has no temperature), the released mean-of-squares penalty, made live
 # (docs/faithfulness.md#baseline-penalty). Validation batch 5 and the strict `<` checkpoint rule of
 # the released baseline scripts. configs/baselines/README.md.
 _base_ = '../robustvit/augreg-vit-base-p16_robustvit_imagenet-s.py'

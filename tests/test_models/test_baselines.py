@@ -1,4 +1,5 @@
-"""GradMask / RRR baselines (paper App. D) and the loss-ablation configs.
+"""GradMask / RRR baselines (the paper's Appendix C; values: Appendix D, Tables 6-7) and the
+loss-ablation configs.
 
 - the penalties equal a hand computation (a linear model, where the input gradient is a weight row),
   GradMask's paper norm and released mean of squares both, by value and by gradient, and, on a tiny
@@ -405,7 +406,8 @@ RELEASED_GRADMASK = {
     'model.type', 'model.relevance_loss', 'model.relevance_loss.type',
     'model.relevance_loss.loss_weight', 'model.relevance_loss.background_weight',
     'model.relevance_loss.foreground_weight', 'model.relevance_loss.reverse_mask',
-    'model.relevance_loss.ignore_pixels', 'model.saliency_loss.type',
+    'model.relevance_loss.ignore_pixels', 'model.relevance_loss.foreground_target',
+    'model.saliency_loss.type',
     'model.saliency_loss.loss_weight', 'model.saliency_loss.penalty',
     'val_dataloader.batch_size', 'default_hooks.checkpoint.rule'}
 

@@ -503,7 +503,7 @@ def test_rollout_and_raw_attention_match_simple_references(tiny_model, family):
         with warnings.catch_warnings():
             warnings.simplefilter('error')  # no targets: nothing to warn about
             explain(model, inputs)
-    # ...and different from GAE (otherwise the comparison in the paper would be meaningless).
+    # ...and different from GAE (otherwise offering both would be pointless).
     gae, _ = gae_relevance(model, inputs)
     assert not torch.allclose(gae, rollout, atol=1e-2)
 
