@@ -80,22 +80,25 @@ class SweepLock:
             except FileExistsError:
                 self._take_over_if_stale()
                 continue
-            os.close(fd)
             self.state = dict(sweep=process_id(os.getpid()), children=[])
-            atomic_write_json(self.path, self.state)
+            with os.fdopen(fd, 'w') as f:
+                json.dump(self.state, f)
             return self
         raise RuntimeError(f'could not take the sweep lock {self.path}')
 
     def _take_over_if_stale(self):
         try:
             with open(self.path) as f:
-                state = json.load(f)
+                text = f.read()
+            state = json.loads(text)
             recorded = [('sweep', state['sweep'])] + [('child', c) for c in state['children']]
         except FileNotFoundError:
             return
         except (ValueError, KeyError, TypeError):
-            raise RuntimeError(f'{self.path} is not a sweep lock this package wrote; if no sweep '
-                               'runs in this folder, delete it') from None
+            what = 'is empty (a sweep starting this moment?)' if not text.strip() else \
+                'is not a sweep lock this package wrote'
+            raise RuntimeError(f'{self.path} {what}; if no sweep runs in this folder, delete '
+                               'it') from None
         alive = [f'{role} process {rec[0]}' for role, rec in recorded if is_alive(rec)]
         if alive:
             raise RuntimeError(f'another sweep is running in {self.work_dir} ({", ".join(alive)} '
