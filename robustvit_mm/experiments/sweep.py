@@ -384,6 +384,8 @@ class Sweep:
             return None
         select = LR_RULES[self.lr_rule][0]
         reference = self.reference()
+        if self.uses_reference and reference is None:
+            return None   # the pretrained model is not tested yet
         return select(records, reference['metrics'] if reference else None)
 
     def write_summary(self) -> List[dict]:
