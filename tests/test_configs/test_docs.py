@@ -334,3 +334,18 @@ def test_readme_new_backbone_example_is_the_config_less_its_comments():
 
     with open(osp.join(REPO, match.group(1)), encoding='utf-8') as f:
         assert code_lines(block) == code_lines(f.read())
+
+
+def test_configs_readme_lr_and_temperature_are_the_configs():
+    """configs/robustvit/README.md's table says what each config trains with."""
+    from mmengine.config import Config
+    folder = osp.join(REPO, 'configs', 'robustvit')
+    with open(osp.join(folder, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    rows = re.findall(r'^\| [^|]+ \| `([\w.-]+\.py)` \| [^|]+ \| ([\d.e-]+) \| ([\d.]+) \|$', text, re.M)
+    assert len(rows) == 9
+    for config, lr, temperature in rows:
+        cfg = Config.fromfile(osp.join(folder, config))
+        loss = cfg.model.get('head') if cfg.model.get('head') else cfg.model.loss
+        assert (cfg.optim_wrapper.optimizer.lr, loss.temperature) == (float(lr), float(temperature)), \
+            config
