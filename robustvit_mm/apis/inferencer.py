@@ -11,10 +11,10 @@ inferencer (``BaseInferencer``'s stages ``preprocess`` -> ``forward`` -> ``visua
 
 The model comes from a config file, a ``Config`` or an mmpretrain model name (``get_model``), and
 its weights through :func:`robustvit_mm.engine.checkpoint_check.load_checked_checkpoint` (a
-checkpoint that does not fit is an error naming the fix, never a random model's maps). Inputs: image paths, folders
-(their image files, recursively, sorted), BGR uint8 arrays (mmcv/cv2 order, as mmpretrain's
-inferencer takes them), or a list of those. Each image goes through the config's test pipeline (mask
-steps dropped) and the model's data preprocessor, in batches.
+checkpoint that does not fit is an error naming the fix, never a random model's maps). Inputs:
+image paths, folders (their image files, recursively, sorted), BGR uint8 arrays (mmcv/cv2 order, as
+mmpretrain's inferencer takes them), or a list of those. Each image goes through the config's test
+pipeline (mask steps dropped) and the model's data preprocessor, in batches.
 
 Per image the result holds the prediction (``pred_label``, ``pred_score``, ``pred_class`` when class
 names are known, ``pred_scores``), the explained class (``target``), the relevance map at input
@@ -26,8 +26,8 @@ figures also go through mmpretrain's ``UniversalVisualizer`` to its backends (Te
 Memory: ``inferencer(...)`` returns every result, each holding its image and map;
 :meth:`RelevanceInferencer.stream` gives them one at a time while it works, and
 ``return_maps=False`` leaves out the image, the map and the scores, so writing the figures of a
-whole data set runs in memory that does not grow with the number of images. Call :meth:`close` (or use
-``with``) when done: backends such as TensorBoard write their last records only then.
+whole data set runs in memory that does not grow with the number of images. Call :meth:`close` (or
+use ``with``) when done: backends such as TensorBoard write their last records only then.
 """
 import numbers
 import os
