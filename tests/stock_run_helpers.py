@@ -57,7 +57,7 @@ randomness = dict(seed=0, deterministic=True)
 '''
 
 
-# The paper's augmenting pipelines (crop + flip / resize + centre crop) at 32 px, as config text.
+# The released code's augmenting pipelines (crop + flip / resize + centre crop) at 32 px, as config text.
 AUGMENTED_PIPELINES = '''
 train_pipeline = [
     dict(type='LoadImageFromFile'),
