@@ -159,6 +159,26 @@ def _draw(images, inferencers, names, results, before, after, heading, class_nam
     return visualizer.get_image()
 
 
+def _pad(picture, height, width):
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    canvas[:picture.shape[0], :picture.shape[1]] = picture
+    return canvas
+
+
+def gallery_grid(rows, gap=8):
+    """The paper's layout of a gallery: one row per group (Figure 15: per class), its pictures side
+    by side; pictures and rows padded with white to a common size. RGB uint8."""
+    height = max(p.shape[0] for row in rows for p in row)
+    width = max(p.shape[1] for row in rows for p in row)
+    lines = [np.concatenate([np.concatenate([_pad(p, height, width),
+                                             np.full((height, gap, 3), 255, np.uint8)], axis=1)
+                             for p in row], axis=1) for row in rows if row]
+    full = max(line.shape[1] for line in lines)
+    return np.concatenate([np.concatenate([_pad(line, height, full),
+                                           np.full((gap, full, 3), 255, np.uint8)])
+                           for line in lines])
+
+
 def draw_gallery(images, pair, configs, checkpoints, records, request):
     """Draw the examples ``request`` (a :class:`GalleryRequest`) picks for ``pair`` = (before,
     after) model names; ``configs`` / ``checkpoints`` / ``records`` by name. Returns the report
@@ -175,9 +195,11 @@ def draw_gallery(images, pair, configs, checkpoints, records, request):
         return lines + ['No class lost top-1 accuracy: nothing to draw.', ''], groups
     inferencers = [RelevanceInferencer(configs[name], checkpoints[name], classes=class_names)
                    for name in pair]
+    rows = []
     try:
         for group in groups:
             lines += [f'{group.heading}: {len(group.pairs)} image(s) drawn.', '']
+            rows.append([])
             for i, (before, after) in enumerate(group.pairs):
                 path = before['img_path']
                 results = [inf(path, target=rec['pred_label'], show_progress=False)[0]
@@ -186,11 +208,15 @@ def draw_gallery(images, pair, configs, checkpoints, records, request):
                                 class_names)
                 file = f'{folder}/{group.key}_{i:03d}.png'
                 images.add(f'{tag}_{group.key}', picture, file, step=i)
+                rows[-1].append(picture)
                 lines.append(f'- `{path}`: ground truth {before["gt_label"]}, '
                              f'{before["pred_label"]} ({before["pred_score"]:.2f}) -> '
                              f'{after["pred_label"]} ({after["pred_score"]:.2f}) '
                              f'![]({file})')
             lines.append('')
+        if any(rows):
+            images.add(f'{tag}_grid', gallery_grid(rows), f'{folder}/grid.png')
+            lines += [f'All of them, one row per group: ![]({folder}/grid.png)', '']
     finally:
         for inferencer in inferencers:
             inferencer.close()
@@ -259,5 +285,5 @@ def gallery_section(images, gallery, models, test_cfgs, predictions, notes):
 
 
 __all__ = ['GalleryRequest', 'RULES', 'PredictionRecorder', 'paired', 'flipped', 'class_changes',
-           'select_examples', 'draw_gallery', 'gallery_pairs', 'check_gallery', 'gallery_models',
-           'gallery_section']
+           'select_examples', 'gallery_grid', 'draw_gallery', 'gallery_pairs', 'check_gallery',
+           'gallery_models', 'gallery_section']

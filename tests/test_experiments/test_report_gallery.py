@@ -70,3 +70,17 @@ def test_request_checks():
         check_gallery(('imagenet-a', 1, 'figure-1'), names, [], present)
     with pytest.raises(ValueError, match='--gallery-images 0: the number of images must be'):
         check_gallery(('imagenet-a', 0), names, [], present)
+
+
+def test_grid_one_row_per_group_padded_white():
+    import numpy as np
+    from robustvit_mm.experiments.report_gallery import gallery_grid
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((24, 30, 3), np.uint8)
+    blue[..., 2] = 255
+    grid = gallery_grid([[red, red, red], [blue, blue]], gap=4)
+    # two rows of (24 + 4) px, three cells of (30 + 4) px
+    assert grid.shape == (56, 102, 3)
+    assert (grid[:20, :30] == red).all() and (grid[20:24, :30] == 255).all()  # padded below
+    assert (grid[28:52, 34:64] == blue).all() and (grid[28:52, 68:] == 255).all()  # no 3rd cell

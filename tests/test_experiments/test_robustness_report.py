@@ -586,15 +586,20 @@ def test_flipped_prediction_gallery(tmp_path):
     assert 'class 6: top-1 100.0 -> 0.0, the first images that turned right -> wrong: 2 image(s) ' \
         'drawn.' in section
     folder = out / 'gallery' / 'ViT-T_original__ViT-T_RobustViT__imagenet-a'
-    assert sorted(p.name for p in folder.iterdir()) == ['class6_000.png', 'class6_001.png']
+    assert sorted(p.name for p in folder.iterdir()) == ['class6_000.png', 'class6_001.png',
+                                                        'grid.png']
     import cv2
     picture = cv2.imread(str(folder / 'class6_000.png'))
     assert picture.shape[0] > 224 and picture.shape[1] > 3 * 224
     before, after = picture[-224:, 226:450], picture[-224:, 452:676]  # the two overlays
     assert np.abs(before.astype(int) - after.astype(int)).mean() > 1  # two different maps
+    grid = cv2.imread(str(folder / 'grid.png'))  # the paper's layout: the class's row of 2
+    assert (grid[:picture.shape[0], :picture.shape[1]] == picture).all()
+    assert grid.shape[1] >= 2 * picture.shape[1] and grid.shape[0] < 2 * picture.shape[0]
     tags = tensorboard_images(out / 'vis_data')
     assert tags == {'robustness_report': 1, 'figure_4': 1,
-                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_class6': 2}
+                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_class6': 2,
+                    'gallery_ViT-T_original_ViT-T_RobustViT_imagenet-a_grid': 1}
     # The paper's tables from the same evaluations (ViT-T is none of the paper's architectures,
     # so only measured rows). Table 1: original 2/5 (stingrays), RobustViT 2/5 (bananas); R@5 as
     # the evaluation wrote it
@@ -652,6 +657,14 @@ def test_flipped_prediction_gallery(tmp_path):
         assert table_2[('ViT-T', row)]['SI-rotation, R@1'][''] == '0.0000'
     ours, original = rot[('ViT-T', 'Ours (annotated masks)')], rot[('ViT-T', 'Original')]
     assert float(ours['+x']) == pytest.approx(float(ours['']) - float(original['']))
+    # Table 11: SI-rotation's koala and ostrich are no fine-tuning class: only "other classes"
+    table_11 = paper_csv(out / 'report_table-11.csv')
+    assert {k: v['SI-rotation, R@1'][''] for k, v in table_11.items()} == {
+        ('ViT-T', 'Original, training classes'): '',
+        ('ViT-T', 'Ours (annotated masks), training classes'): '',
+        ('ViT-T', 'Original, other classes'): '0.0000',
+        ('ViT-T', 'Ours (annotated masks), other classes'): '0.0000',
+        ('Avg. change', 'training classes'): '', ('Avg. change', 'other classes'): '+0.0000'}
     table_12 = paper_csv(out / 'report_table-12.csv')
     assert float(table_12[('ViT-T', 'Original')]['INet-A']['']) == pytest.approx(
         saved['ViT-T:original']['imagenet-a_paper/top5'], abs=1e-4)
