@@ -103,7 +103,8 @@ def _check(image, targets, threshold, fraction, num_classes):
 def sufficient_input_subsets(model, image, targets, threshold=PAPER_THRESHOLD, fraction=0.05,
                              baseline=0.0):
     """One :class:`SISResult` per class of ``targets`` for ``image`` (a normalised (C, H, W)
-    tensor), the searches run side by side as one batch. See the module's docstring."""
+    tensor), the searches run side by side as one batch. See the module's docstring. The model is
+    put in eval mode (a search needs the same function at every step)."""
     model.eval()
     with torch.no_grad():
         full = classifier_logits(model, image[None]).float().softmax(dim=1)[0]
