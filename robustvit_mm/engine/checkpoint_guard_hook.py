@@ -1,6 +1,6 @@
 """Checkpoint loading and resuming that cannot silently go wrong.
 
-Four mmengine 0.10.7 behaviours this hook turns into clear outcomes:
+Five mmengine 0.10.7 behaviours this hook turns into clear outcomes:
 
 1. A checkpoint of another architecture (``load_from``, ``test.py CKPT``, ``--resume PATH``) is loaded
    with ``strict=False``: every tensor that does not fit is only a WARNING in the log and the run
@@ -23,10 +23,16 @@ Four mmengine 0.10.7 behaviours this hook turns into clear outcomes:
    ``train.py`` sets ``load_from = None`` for ``--resume``, so not even the pretrained weights are
    loaded. Here that is an error that says so.
 
+5. A checkpoint cut short (a kill or a full disk while it was written by a writer that is not
+   atomic; ``LatestBestCheckpointHook`` writes atomically) fails deep inside ``torch.load``. Here
+   ``--resume`` refuses it by name and lists the complete checkpoints of the work dir.
+
 Registered in the runtime and robustness bases' ``default_hooks`` (key ``checkpoint_guard``); ``enable=False`` turns
 it off (``--cfg-options default_hooks.checkpoint_guard.enable=False``).
 """
+import glob
 import os.path as osp
+import zipfile
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -40,6 +46,25 @@ LAST_CHECKPOINT = 'last_checkpoint'
 
 def _same_dir(a, b):
     return osp.realpath(a) == osp.realpath(b)
+
+
+def is_complete_checkpoint(path):
+    """True when ``path`` is a whole ``torch.save`` file: a zip archive ends with its directory,
+    which a file cut short lacks (cheap: only the end of the file is read)."""
+    return zipfile.is_zipfile(path)
+
+
+def _complete_checkpoints(work_dir):
+    found = [p for p in glob.glob(osp.join(work_dir, '*.pth')) if is_complete_checkpoint(p)]
+    return ', '.join(osp.basename(p) for p in sorted(found, key=osp.getmtime)) or 'none'
+
+
+def _refuse_incomplete(path, work_dir):
+    if not is_complete_checkpoint(path):
+        raise ValueError(
+            f'--resume: {path} is not a complete checkpoint (cut short: the run was killed or the '
+            'disk filled while it was written). Complete checkpoints in the work dir, oldest first: '
+            f'{_complete_checkpoints(work_dir)}; resume from one with --resume PATH.')
 
 
 def resolve_resume_file(work_dir):
@@ -57,11 +82,14 @@ def resolve_resume_file(work_dir):
     with open(record) as f:
         stored = f.read().strip()
     if not stored:
-        raise ValueError(f'--resume: {record} is empty; name a checkpoint with --resume PATH')
+        raise ValueError(f'--resume: {record} is empty (cut short while it was written); complete '
+                         f'checkpoints in the work dir, oldest first: '
+                         f'{_complete_checkpoints(work_dir)}; name one with --resume PATH')
     if not osp.isabs(stored):
         stored = osp.join(work_dir, stored)
     own = osp.join(work_dir, osp.basename(stored))
     if not _same_dir(osp.dirname(stored), work_dir) and osp.isfile(own):
+        _refuse_incomplete(own, work_dir)
         return own, (f'{record} points to {stored}, outside this work dir (a copied or moved work '
                      f'dir); resuming from this work dir\'s own {own}')
     if not osp.isfile(stored):
@@ -69,6 +97,7 @@ def resolve_resume_file(work_dir):
             f'--resume: {record} points to {stored}, which does not exist, and work dir '
             f'{work_dir!r} has no {osp.basename(stored)} of its own. Name the checkpoint to resume '
             'from with --resume PATH.')
+    _refuse_incomplete(stored, work_dir)
     return stored, None
 
 
@@ -97,6 +126,8 @@ class CheckpointGuardHook(Hook):
         if not self.enable:
             return
         self._source = getattr(runner, '_load_from', None)
+        if getattr(runner, '_resume', False) and self._source and osp.isfile(self._source):
+            _refuse_incomplete(self._source, runner.work_dir)   # --resume PATH
         if not getattr(runner, '_resume', False) or self._source is not None:
             return
         path, note = resolve_resume_file(runner.work_dir)
@@ -150,4 +181,4 @@ class CheckpointGuardHook(Hook):
         return repr(source) if source else '(file not known)'
 
 
-__all__ = ['CheckpointGuardHook', 'resolve_resume_file']
+__all__ = ['CheckpointGuardHook', 'is_complete_checkpoint', 'resolve_resume_file']

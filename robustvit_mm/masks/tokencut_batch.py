@@ -8,7 +8,6 @@ it is written, the convention of ImageNet-S masks, which ``LoadForegroundMask`` 
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from PIL import Image
 
 from ..datasets.formats import (apply_exif_orientation, encode_imagenet_s_mask, exif_orientation,
                                 is_image_file, undo_exif_orientation)
+from ..utils import ProgressBar, atomic_write_bytes
 from .tokencut import build_dino_vitb16, tokencut_mask
 
 __all__ = ['load_image', 'write_mask_png', 'make_panel', 'list_images', 'GenerationSummary',
@@ -41,27 +41,13 @@ def load_image(path):
 # ----------------------------------------------------------------------------------------------
 # Writing masks and panels
 # ----------------------------------------------------------------------------------------------
-def _atomic_write_bytes(path, data):
-    folder = osp.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.png', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_rgb_png(path, rgb):
     import cv2
 
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(np.asarray(rgb)[..., ::-1]))  # RGB -> BGR
     if not ok:
         raise RuntimeError(f'PNG encoding failed for {path}')
-    _atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def write_mask_png(path, mask, fg_id=1):
@@ -134,35 +120,14 @@ class GenerationSummary:
         return text
 
 
-class _Progress:
-    """A one-line progress bar that reports images/s."""
-
-    def __init__(self, total, file=None, width=30):
-        self.total, self.done, self.width = total, 0, width
-        self.file = file or sys.stdout
-        self.start = time.perf_counter()
-
-    def update(self):
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else float('inf')
-        filled = int(self.width * self.done / max(self.total, 1))
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        self.file.write(f'\r[{">" * filled}{" " * (self.width - filled)}] {self.done}/{self.total}, '
-                        f'{rate:.2f} images/s, elapsed {elapsed:.0f}s, ETA {eta:.0f}s')
-        if self.done == self.total:
-            self.file.write('\n')
-        self.file.flush()
-
-
 def generate_tokencut_masks(img_root, out_root, weights=None, *, model=None, device='cpu',
                             panels_dir=None, max_per_class=None, refine=True, tau=0.2, eps=1e-5,
                             progress=True, log_file=None, **solver_kwargs):
     """Write a TokenCut mask for every image under ``img_root``, mirroring its folder tree.
 
     ``img_root/<class>/<stem>.<ext>`` -> ``out_root/<class>/<stem>.png`` (ImageNet-S encoding).
-    Masks already present are skipped (resumable; writes are atomic). Unreadable images are reported
-    (warning + summary) and do not stop the run. The model is built once (or passed as ``model``).
+    Masks already present (with their panel, when ``panels_dir`` is given) are skipped (resumable;
+    writes are atomic). Unreadable images are reported (warning + summary) and do not stop the run. The model is built once (or passed as ``model``).
 
     Args:
         weights: local DINO ViT-B/16 checkpoint (ignored when ``model`` is given).
@@ -197,10 +162,11 @@ def generate_tokencut_masks(img_root, out_root, weights=None, *, model=None, dev
             summary.failures.append((osp.join(img_root, rel), msg))
             continue
         outputs[out_path] = rel
-        if osp.isfile(out_path):
+        panel = None if panels_dir is None else osp.join(panels_dir, osp.splitext(rel)[0] + '.png')
+        if osp.isfile(out_path) and (panel is None or osp.isfile(panel)):
             summary.skipped += 1
         else:
-            todo.append((rel, out_path))
+            todo.append((rel, out_path, panel))
     if summary.skipped:
         log.write(f'{summary.skipped} of {len(rel_paths)} masks already exist: skipped\n')
     if not todo:
@@ -211,18 +177,17 @@ def generate_tokencut_masks(img_root, out_root, weights=None, *, model=None, dev
             raise ValueError('either weights (a DINO ViT-B/16 file) or model is needed')
         model = build_dino_vitb16(weights, device=device)
     model.eval()
-    bar = _Progress(len(todo), file=log) if progress else None
+    bar = ProgressBar(len(todo), unit='images', file=log) if progress else None
     start = time.perf_counter()
-    for rel, out_path in todo:
+    for rel, out_path, panel in todo:
         img_path = osp.join(img_root, rel)
         try:
             img, orientation = load_image(img_path)
             result = tokencut_mask(model, img, device, tau=tau, eps=eps, refine=refine,
                                    **solver_kwargs)
+            if panel is not None:     # first, so that a mask on disk means its panel is too
+                _write_rgb_png(panel, make_panel(img, result.mask))
             write_mask_png(out_path, undo_exif_orientation(result.mask, orientation))
-            if panels_dir is not None:
-                _write_rgb_png(osp.join(panels_dir, osp.splitext(rel)[0] + '.png'),
-                               make_panel(img, result.mask))
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop a long run
             msg = f'{type(exc).__name__}: {exc}'
             warnings.warn(f'TokenCut failed on {img_path}: {msg}')

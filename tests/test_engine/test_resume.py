@@ -24,6 +24,11 @@ from stock_run_helpers import (finish, load_state, make_tree, run, save_pretrain
 from robustvit_mm.engine.checkpoint_guard_hook import resolve_resume_file
 
 
+def _checkpoint(path):
+    """A small but complete torch.save file."""
+    torch.save({'state_dict': {'w': torch.ones(2)}}, str(path))
+
+
 def best_files(work_dir):
     return sorted(f for f in os.listdir(work_dir) if f.startswith('best_'))
 
@@ -142,7 +147,7 @@ def test_resume_in_a_work_dir_without_checkpoint_is_an_error(tmp_path):
 def test_copied_work_dir_prefers_its_own_file(tmp_path):
     original, copy = tmp_path / 'orig', tmp_path / 'copy'
     original.mkdir()
-    (original / 'epoch_3.pth').write_bytes(b'x')
+    _checkpoint(original / 'epoch_3.pth')
     (original / 'last_checkpoint').write_text(str(original / 'epoch_3.pth'))
     shutil.copytree(original, copy)
     path, note = resolve_resume_file(str(copy))
@@ -155,7 +160,7 @@ def test_checkpoints_kept_outside_the_work_dir_still_resume(tmp_path):
     """CheckpointHook(out_dir=...) keeps checkpoints elsewhere: last_checkpoint is then honoured."""
     work, out = tmp_path / 'work', tmp_path / 'bucket'
     work.mkdir(), out.mkdir()
-    (out / 'epoch_2.pth').write_bytes(b'x')
+    _checkpoint(out / 'epoch_2.pth')
     (work / 'last_checkpoint').write_text(str(out / 'epoch_2.pth'))
     assert resolve_resume_file(str(work)) == (str(out / 'epoch_2.pth'), None)
 
@@ -191,3 +196,120 @@ def test_resuming_another_directorys_checkpoint_never_deletes_its_files(tmp_path
     hook.after_load_checkpoint(runner, dict(state_dict=model.state_dict(),
                                             message_hub=dict(runtime_info=info2)))
     assert info2 == dict(best_ckpt=str(other / 'best.pth'))
+
+
+def test_a_checkpoint_cut_short_is_refused_naming_the_complete_ones(tmp_path):
+    _checkpoint(tmp_path / 'epoch_1.pth')
+    _checkpoint(tmp_path / 'epoch_2.pth')
+    data = (tmp_path / 'epoch_2.pth').read_bytes()
+    (tmp_path / 'epoch_2.pth').write_bytes(data[:len(data) // 2])    # killed while written
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_2.pth'))
+    with pytest.raises(ValueError, match=r'epoch_2\.pth is not a complete checkpoint .*: '
+                                         r'epoch_1\.pth; resume from one with --resume PATH'):
+        resolve_resume_file(str(tmp_path))
+    (tmp_path / 'last_checkpoint').write_text('')                   # killed while it was written
+    with pytest.raises(ValueError, match=r'last_checkpoint is empty .*: epoch_1\.pth'):
+        resolve_resume_file(str(tmp_path))
+    # --resume PATH of a file cut short: refused before anything is loaded.
+    import types
+    from robustvit_mm.engine.checkpoint_guard_hook import CheckpointGuardHook
+    runner = types.SimpleNamespace(_load_from=str(tmp_path / 'epoch_2.pth'), _resume=True,
+                                   work_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r'epoch_2\.pth is not a complete checkpoint'):
+        CheckpointGuardHook().before_run(runner)
+
+
+def test_checkpoint_writes_are_atomic_and_the_old_file_goes_only_after(tmp_path):
+    """What LatestBestCheckpointHook wraps mmengine's saving in."""
+    from mmengine.fileio.backends import LocalBackend
+    from robustvit_mm.engine.checkpoint_hook import crash_safe_writes
+    backend = LocalBackend()
+    old, new = tmp_path / 'epoch_1.pth', tmp_path / 'epoch_2.pth'
+    _checkpoint(old)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(src, dst):
+        raise Killed                                   # the data is written, not yet renamed
+
+    import robustvit_mm.utils.fileio as fileio
+    with pytest.raises(Killed):
+        with crash_safe_writes(backend):
+            backend.remove(str(old))                   # mmengine removes the oldest first...
+            assert old.exists()                        # ...held back
+            real, fileio.os.replace = fileio.os.replace, killed
+            try:
+                backend.put(b'new checkpoint', str(new))
+            finally:
+                fileio.os.replace = real
+    assert old.exists() and not new.exists()           # the complete old one is still there
+    assert [p.name for p in tmp_path.iterdir()] == ['epoch_1.pth']
+    with crash_safe_writes(backend):
+        backend.remove(str(old))
+        backend.put(b'new checkpoint', str(new))
+        backend.remove(str(new))                       # never the file just written
+    assert not old.exists() and new.read_bytes() == b'new checkpoint'
+    assert backend.remove.__func__ is LocalBackend.remove   # restored
+
+
+KILL_MODULE = '''
+import os
+import signal
+import sys
+
+
+def _kill_when_epoch_2_is_written(event, args):
+    """kill -9 of this process as it opens epoch_2.pth (or its temporary file) for writing."""
+    if event == 'open' and args and 'epoch_2.pth' in str(args[0]) and (
+            'w' in str(args[1]) or args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)):
+        print('KILL -9 while writing', args[0], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+sys.addaudithook(_kill_when_epoch_2_is_written)
+'''
+
+
+@pytest.mark.slow
+def test_kill_9_while_a_checkpoint_is_written_then_resume_ends_like_the_uninterrupted_run(
+        tmp_path):
+    tree = make_tree(tmp_path / 'data')
+    (tmp_path / 'kill_on_epoch_2_write.py').write_text(KILL_MODULE)
+    pretrained = tmp_path / 'pretrained.pth'
+    config = write_config(tmp_path / 'tiny_2e.py', tree, pretrained, epochs=2)
+    killed_config = write_config(
+        tmp_path / 'tiny_2e_kill.py', tree, pretrained, epochs=2,
+        extra="custom_imports = dict(imports=['robustvit_mm', 'kill_on_epoch_2_write'], "
+              "allow_failed_imports=False)\n")
+    save_pretrained(config, pretrained)
+    straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+    a = start('train.py', config, '--work-dir', straight)
+    b = start('train.py', killed_config, '--work-dir', killed,
+              env=tool_env(PYTHONPATH=str(tmp_path)))
+    finish(a)
+    out = finish(b, expect_ok=False)
+    assert 'KILL -9 while writing' in out, out[-3000:]
+    # Nothing that looks finished: no epoch_2.pth; epoch_1.pth (max_keep_ckpts=1) still there.
+    assert not osp.exists(osp.join(killed, 'epoch_2.pth'))
+    assert osp.isfile(osp.join(killed, 'epoch_1.pth'))
+    out = run('train.py', config, '--work-dir', killed, '--resume')
+    assert 'resumed epoch: 1' in out.lower(), out[-3000:]
+    assert_same_state(load_state(osp.join(straight, 'epoch_2.pth'))['state_dict'],
+                      load_state(osp.join(killed, 'epoch_2.pth'))['state_dict'], 'epoch 2')
+    assert not osp.exists(osp.join(killed, 'epoch_1.pth'))     # removed once epoch 2 was complete
+
+
+def test_crash_safe_writes_nest(tmp_path):
+    """mmengine's best-checkpoint save calls the latest-checkpoint save inside it."""
+    from mmengine.fileio.backends import LocalBackend
+    from robustvit_mm.engine.checkpoint_hook import crash_safe_writes
+    backend = LocalBackend()
+    _checkpoint(tmp_path / 'old.pth')
+    with crash_safe_writes(backend):
+        with crash_safe_writes(backend):
+            backend.remove(str(tmp_path / 'old.pth'))
+            backend.put(b'1', str(tmp_path / 'a.pth'))
+        assert (tmp_path / 'old.pth').exists()
+    assert not (tmp_path / 'old.pth').exists() and (tmp_path / 'a.pth').read_bytes() == b'1'
+    assert 'remove' not in vars(backend) and LocalBackend.put.__name__ == 'put'

@@ -620,3 +620,85 @@ def test_tokencut_config_has_the_reference_tokencut_defaults(repo_root):
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert loader.dataset.type == 'ImageNetSMaskDataset'
         assert dict(loader.dataset.data_prefix) == dict(img_path='train', mask_path='tokencut_masks')
+
+
+# ----------------------------------------------------------------------------------- faults
+FAULT_RUN = '''
+import os, resource, signal, sys
+import torch, timm
+sys.path.insert(0, {tests!r})
+from robustvit_mm.masks import generate_tokencut_masks, tokencut_batch
+
+mode, root, out, panels = sys.argv[1:5]
+if mode == 'kill':            # kill -9 half-way through writing the second file
+    writes, real = [0], tokencut_batch.atomic_write_bytes
+
+    def dying(path, data):
+        writes[0] += 1
+        if writes[0] == 2:
+            from robustvit_mm.utils import atomic_open
+            with atomic_open(path, 'wb') as f:
+                f.write(data[:len(data) // 2])
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, data)
+
+    tokencut_batch.atomic_write_bytes = dying
+elif mode == 'fsize':         # files above 600 bytes fail part-way (EFBIG): the panels here
+    resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+torch.manual_seed(0)
+model = timm.create_model('vit_base_patch16_224', num_classes=0, dynamic_img_size=True,
+                          pretrained=False, depth=2, embed_dim=48, num_heads=3).eval()
+summary = generate_tokencut_masks(root, out, model=model, panels_dir=panels, progress=False)
+print(summary.line())
+sys.exit(1 if summary.failures else 0)
+'''
+
+
+def _files(folder):
+    return sorted(osp.relpath(osp.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fault', ['kill', 'fsize'])
+def test_an_interrupted_or_failed_write_leaves_nothing_finished_looking_and_the_rerun_completes(
+        tmp_path, fault):
+    root = str(tmp_path / 'imgs')
+    _write_tree(root)
+    script = tmp_path / 'run.py'
+    script.write_text(FAULT_RUN.format(tests=osp.dirname(__file__)))
+
+    def run(mode, name):
+        out, panels = str(tmp_path / name / 'masks'), str(tmp_path / name / 'panels')
+        proc = subprocess.run([sys.executable, str(script), mode, root, out, panels],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+        return proc, out, panels
+
+    clean, clean_out, clean_panels = run('none', 'clean')
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    broken, out, panels = run(fault, 'broken')
+    if fault == 'kill':
+        assert broken.returncode == -9, broken.stderr[-3000:]
+    else:
+        assert broken.returncode == 1 and 'failures: 3' in broken.stdout, broken.stdout
+        assert 'File too large' in broken.stdout
+    # Whatever is on disk under a final name is complete; the rest are hidden temporaries.
+    for folder in (out, panels):
+        for rel in _files(folder) if osp.isdir(folder) else []:
+            if osp.basename(rel).startswith('.'):
+                assert rel.endswith('.tmp') and fault == 'kill', rel
+                continue
+            assert cv2.imread(osp.join(folder, rel)) is not None, rel
+    masks_done = [r for r in (_files(out) if osp.isdir(out) else [])
+                  if not osp.basename(r).startswith('.')]
+    assert len(masks_done) < 3                                    # the run did not finish
+    rerun, _, _ = run('none', 'broken')
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f'skipped (already there): {len(masks_done)}' in rerun.stdout, rerun.stdout
+    for clean_dir, dirty_dir in ((clean_out, out), (clean_panels, panels)):
+        finished = [r for r in _files(dirty_dir) if not osp.basename(r).startswith('.')]
+        assert finished == _files(clean_dir)
+        for rel in finished:                                      # the same result, pixel for pixel
+            np.testing.assert_array_equal(cv2.imread(osp.join(clean_dir, rel)),
+                                          cv2.imread(osp.join(dirty_dir, rel)))
