@@ -4,13 +4,15 @@
         [--num-heads N] [--rope-ref-grid 16]
 
 --target mmpretrain (default), for the mmpretrain configs; the family is read from the names:
-  ViT / DeiT (VisionTransformer), DeiT3 (DeiT3), DINOv2 (VisionTransformer with layer scale),
+  ViT / DeiT (VisionTransformer), DeiT3 and DINOv2 (VisionTransformer with layer scale),
   BEiT / BEiT-v2 (BEiTViT), EVA-02 (ViTEVA02).
 --target timm: configs that wrap a timm model (RelevanceGuidedTimmClassifier, e.g. AugReg).
---img-size: the config's input size; ``pos_embed`` (and EVA-02's RoPE tables) are made for it
-  (e.g. DINOv2's 518-px or EVA-02's 448-px weights for a 224-px config).
+--img-size: the config's input size; ``pos_embed`` is resampled for it as timm does (and EVA-02's
+  RoPE tables are made for it), e.g. DINOv2's 518-px or EVA-02's 448-px weights for a 224-px
+  config. Without it the checkpoint's own size is kept.
 --num-heads / --rope-ref-grid: EVA-02 only (defaults: embed_dims // 64 heads, grid 16).
-SRC is a timm ``state_dict`` file (.pth/.bin/.safetensors, optionally nested under 'model').
+SRC is a timm ``state_dict`` file (.pth/.bin/.safetensors, optionally nested under 'model') of a
+ViT-family model; other architectures and files converted already are refused, naming the cause.
 DST is written atomically and must not be SRC.
 """
 import argparse

@@ -145,9 +145,10 @@ class InputGradientPenalty(nn.Module):
 class GradMaskLoss(InputGradientPenalty):
     """GradMask (Simpson et al. 2019): the input gradient of the GT logit, ``d/dx sum_b z[b, y_b]``,
     on the background. ``penalty='norm'`` (default): the paper's eq. 9 norm, averaged over the
-    batch, ``loss_weight * mean_b ||g_b * S~_b||_2``; ``'mean_square'``: the released ``imagenet_finetune_gradmask.py``,
-    ``loss_weight * mean((g * S~)^2)`` over B*3*H*W (docs/faithfulness.md#gradmask-penalty). See
-    :class:`InputGradientPenalty` for the other arguments."""
+    batch, ``loss_weight * mean_b ||g_b * S~_b||_2``; ``'mean_square'``: the released
+    ``imagenet_finetune_gradmask.py``, ``loss_weight * mean((g * S~)^2)`` over B*3*H*W
+    (docs/faithfulness.md#gradmask-penalty). See :class:`InputGradientPenalty` for the other
+    arguments."""
     loss_name = 'loss_gradmask'
     default_penalty = 'norm'
 

@@ -2,7 +2,8 @@
 
 Target 'mmpretrain': an ``ImageClassifier`` with a ViT-head (``head.layers.head``). The family is
 read from the checkpoint's names; one rename table per family maps timm's names onto the mmpretrain
-backbone that computes the same function (logit for logit: tests/test_weight_conversion.py):
+backbone that computes the same function (logit for logit:
+tests/test_models/test_weight_conversion.py):
 
 ====================================  ==========================  =================================
 timm model (state dict)               mmpretrain backbone         notes

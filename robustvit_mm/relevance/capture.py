@@ -72,7 +72,7 @@ class FamilyAdapter:
         raise NotImplementedError
 
     def pooling(self, vit):
-        """``(pooling, setting)``: 'token', 'avg' or None (unknown), and the setting that says it."""
+        """``(pooling, setting)``: 'token', 'avg' or None (unknown), and the setting saying so."""
         raise NotImplementedError
 
     def blocks(self, vit):

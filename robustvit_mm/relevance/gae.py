@@ -187,8 +187,8 @@ def _warn_if_unnormalised(inputs):
     """Pixel values (0-255) instead of normalised images give a map of another input, silently."""
     peak = float(inputs.detach().abs().amax())
     if peak > UNNORMALISED_PEAK:
-        warnings.warn(f'inputs reach |x| = {peak:g}, far outside a normalised image\'s range (about '
-                      f'-3..3): they look like 0-255 pixel values. Normalise them first, as the '
+        warnings.warn(f'inputs reach |x| = {peak:g}, far outside a normalised image\'s range '
+                      f'(about -3..3): they look like 0-255 pixel values. Normalise them first, as the '
                       f'model\'s data_preprocessor does (mmpretrain: '
                       f'model.data_preprocessor(dict(inputs=images))["inputs"]); the relevance '
                       f'and logits here are of the unnormalised input.', UserWarning, stacklevel=5)

@@ -76,7 +76,8 @@ def test_foreground_target_one_is_the_papers_eq_2():
     for mask in (binary, fractional):
         s = mask.flatten()
         value = paper(relevance, mask)['loss_foreground'].item()
-        assert value == pytest.approx(0.24 * ((r * s - 1) ** 2).mean().item(), rel=1e-6)  # MSE(RS, 1)
+        # MSE(R * S, 1), weighted 0.8 * 0.3
+        assert value == pytest.approx(0.24 * ((r * s - 1) ** 2).mean().item(), rel=1e-6)
     # Binary masks: same gradient, the value larger by 0.24 * (share of background pixels).
     torch.testing.assert_close(fg_grad(paper, binary), fg_grad(released, binary))
     assert (paper(relevance, binary)['loss_foreground'] - released(relevance, binary)[
