@@ -3,11 +3,11 @@ paper's layout, the sweeps and the step benchmark. Each tool is an argparse fron
 from .demo import run_demo
 from .demo_options import ARMS, DEFAULT_ARMS, DemoOptions
 from .machine import describe_machine, machine_info
-from .report import run_report
+from .report import ReportOptions, run_report
 from .sweep import Sweep
 from .sweep_families import FAMILIES
 
 __all__ = [
     'ARMS', 'DEFAULT_ARMS', 'DemoOptions', 'run_demo', 'describe_machine', 'machine_info',
-    'run_report', 'FAMILIES', 'Sweep',
+    'ReportOptions', 'run_report', 'FAMILIES', 'Sweep',
 ]
