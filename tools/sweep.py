@@ -22,6 +22,7 @@ import os
 
 from mmengine.config import DictAction
 
+from robustvit_mm.experiments.sweep_families import DEFAULT_LR_RULE, LR_RULES, describe_families
 from robustvit_mm.utils.cli import exit_with, run_tool, start_tool
 
 
@@ -38,7 +39,7 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', choices=('best', 'last'), default='best',
                         help='checkpoint each point is tested with (default: best, the lowest '
                         'validation loss: this package\'s choice)')
-    parser.add_argument('--lr-rule', choices=('paper', 'near-best'), default='paper',
+    parser.add_argument('--lr-rule', choices=tuple(LR_RULES), default=DEFAULT_LR_RULE,
                         help='lr-grid: how the lr is selected (default: paper, Section 4\'s rule '
                         'against the pretrained model; near-best: within 1 point of the best lr)')
     parser.add_argument('--keep-going', action='store_true',
@@ -79,7 +80,6 @@ def _values(text):
 def main(argv=None):
     args = parse_args(argv)
     from robustvit_mm.experiments.sweep import Sweep
-    from robustvit_mm.experiments.sweep_families import describe_families
     from robustvit_mm.experiments.sweep_processes import SweepStopped
     if args.list:
         print(describe_families())

@@ -16,7 +16,8 @@ from mmengine.config import Config, DictAction
 from robustvit_mm.experiments.sweep import (MARKER, RESULTS, Sweep, format_cfg_value,
                                             images_per_class_used)
 from robustvit_mm.experiments.sweep_families import (FAMILIES, LR_KEY, PAPER_LR_GRID,
-                                                     select_lr_near_best, select_lr_paper)
+                                                     describe_families, select_lr_near_best,
+                                                     select_lr_paper)
 from robustvit_mm.experiments.sweep_processes import is_alive, process_id
 from stock_run_helpers import (REPO, load_state, make_tree, save_pretrained, tool_env,
                                write_config)
@@ -165,6 +166,13 @@ def test_paper_lr_rule_highest_lr_within_2_points_of_the_pretrained_model():
     assert select_lr_paper([lr_record(1e-6, 70.0, 0.4)], pretrained) is None
     with pytest.raises(ValueError, match='needs accuracy/top1 and relevance/loss_cls'):
         select_lr_paper(records, {'accuracy/top1': 80.0})
+
+
+def test_the_list_states_each_family_and_the_lr_rules():
+    text = describe_families()
+    assert all(f'{name}: ' in text for name in FAMILIES)
+    assert "appendix-e: Appendix E" in text and 'values: 5e-07, 6e-07' in text
+    assert "paper (default): Section 4's rule of thumb" in text and 'near-best: ' in text
 
 
 def test_near_best_lr_rule_takes_the_largest_lr_within_tolerance_of_the_best():
@@ -385,3 +393,28 @@ def test_a_stopped_sweep_stops_its_trainer_and_the_rerun_matches_an_uninterrupte
                         for d in (point_dir, whole.point_dir(whole.points[0])))
     assert final.keys() == reference.keys()
     assert all(torch.equal(final[k], reference[k]) for k in final)
+
+
+@pytest.mark.slow
+def test_lr_grid_tests_the_pretrained_model_and_marks_the_paper_rule_choice(tmp_path):
+    """lr-grid with the paper's rule: test.py of the pretrained model (the reference point) on the
+    same validation split, then the grid; the summary's selected point is the rule's on those
+    numbers."""
+    tree = make_tree(tmp_path / 'data')
+    config = write_config(tmp_path / 'tiny.py', tree, tmp_path / 'pretrained.pth', epochs=1)
+    save_pretrained(config, tmp_path / 'pretrained.pth')
+    sweep = Sweep('lr-grid', config, values=[1e-5, 1e-3], work_dir=str(tmp_path / 'lr'))
+    assert sweep.plan()[1].split()[3] == str(tmp_path / 'pretrained.pth')   # test.py CONFIG CKPT
+    records = sweep.run(env=tool_env(), log=lambda line: None)
+    with open(tmp_path / 'lr' / 'reference' / MARKER) as f:
+        reference = json.load(f)
+    assert reference['checkpoint'] == str(tmp_path / 'pretrained.pth')
+    assert {'accuracy/top1', 'relevance/loss_cls'} <= set(reference['metrics'])
+    expected = select_lr_paper(records, reference['metrics'])
+    md = (tmp_path / 'lr' / 'sweep_summary.md').read_text()
+    assert f'Selected: {expected}' in md if expected else 'Selected: none' in md
+    assert "lr rule 'paper': Section 4's rule of thumb" in md
+    rows = [line for line in md.splitlines() if line.startswith('| ')]
+    assert rows[2].startswith('| reference (pretrained) |')
+    assert [r.split(' | ')[-1].rstrip(' |') for r in rows[3:]] == \
+        ['yes' if r['point'] == expected else '' for r in records]
