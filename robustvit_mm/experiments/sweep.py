@@ -22,7 +22,6 @@ records another ``checkpoint`` choice); a point whose work dir holds a ``last_ch
 marker (interrupted) resumes its training with ``--resume``, then is tested. Delete a point's
 marker to test it again, its folder to train it again from scratch.
 """
-import collections
 import csv
 import glob
 import json
@@ -86,17 +85,17 @@ def _epoch_of(path):
 
 
 def images_per_class_used(config_path) -> Optional[str]:
-    """How many training images per class a point's (dumped) config really uses, from its training
-    dataset: ``'3'``, or ``'2-3'`` when some class holds fewer than ``num_samples``. None when the
-    training dataset has no ``num_samples`` option."""
+    """How many training images per class a point's (dumped) config really uses, as its training
+    dataset counts them (``ImageNetSMaskDataset.masks_per_class``): ``'3'``, or ``'2-3'`` when some
+    class holds fewer than ``num_samples``. None when the training dataset has no ``num_samples``
+    option."""
     from mmpretrain.registry import DATASETS
     dataset_cfg = Config.fromfile(config_path).train_dataloader.dataset.to_dict()
     if NUM_SAMPLES_OPTION not in dataset_cfg:
         return None
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
-    counts = collections.Counter(int(dataset.get_data_info(i)['gt_label'])
-                                 for i in range(len(dataset)))
-    low, high = min(counts.values()), max(counts.values())
+    dataset.full_init()
+    low, high = dataset.masks_per_class['min'], dataset.masks_per_class['max']
     return str(low) if low == high else f'{low}-{high}'
 
 
