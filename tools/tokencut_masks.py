@@ -9,7 +9,12 @@ ImageNetSMaskDataset reads them unchanged (configs/robustvit/vit-base-p16_robust
 """
 import argparse
 import os.path as osp
-import sys
+
+from robustvit_mm.utils.cli import exit_with, run_tool, start_tool
+
+start_tool()
+
+from robustvit_mm.masks import generate_tokencut_masks  # noqa: E402
 
 EPILOG = """\
 method: DINO ViT-B/16 keys of the last block (heads concatenated, CLS dropped) -> normalised cut
@@ -61,19 +66,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from robustvit_mm.compat import silence_known_upstream_warnings
-    silence_known_upstream_warnings()
-    from robustvit_mm.masks import generate_tokencut_masks
-
     if not osp.isdir(args.img_root):
-        print(f'error: IMG_ROOT {args.img_root} is not a folder', file=sys.stderr)
-        return 2
+        exit_with(f'IMG_ROOT {args.img_root} is not a folder')
     if osp.realpath(args.out_root) == osp.realpath(args.img_root):
-        print('error: OUT_ROOT must differ from IMG_ROOT', file=sys.stderr)
-        return 2
+        exit_with('OUT_ROOT must differ from IMG_ROOT')
     if not osp.isfile(args.weights):
-        print(f'error: --weights {args.weights} is not a file', file=sys.stderr)
-        return 2
+        exit_with(f'--weights {args.weights} is not a file')
     try:
         # The model is built once, and only if some mask is still missing.
         summary = generate_tokencut_masks(
@@ -83,8 +81,7 @@ def main(argv=None):
             sigma_spatial=args.sigma_spatial, sigma_luma=args.sigma_luma,
             sigma_chroma=args.sigma_chroma)
     except ValueError as exc:  # an unusable weights file (per-image errors are caught inside)
-        print(f'error: --weights: {exc}', file=sys.stderr)
-        return 2
+        exit_with(f'--weights: {exc}')
     print(summary.line())
     fallbacks = summary.fallback_low_iou + summary.fallback_empty
     if fallbacks:
@@ -96,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)
