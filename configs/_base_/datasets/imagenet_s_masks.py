@@ -10,6 +10,12 @@
 # split_seed and class_order ('shuffled'; 'sorted' = the paper's literal "first 500 classes"), or
 # split_file (a run's imagenet_s_split.json, to reuse its split): override both sides, or training
 # refuses to start.
+# Both sides also use one label space (`labels`, ImageNet-1k indices here).
+#
+# Masks are checked as they load: one without an object pixel, or one that looks inverted (the
+# "object" covers over 3/4 of the picture and touches all four borders), is an error naming the file.
+# For data where that is real: `dataset.empty_masks='skip'` (left out and counted in the dataset's
+# summary line), `LoadForegroundMask(allow_inverted=True)`.
 #
 # Your own location: override `data_root` AND the dataloaders' `dataset.data_root` (a base-file
 # variable is substituted when this file is read), e.g.
