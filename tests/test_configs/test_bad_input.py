@@ -259,16 +259,23 @@ def test_image_size_not_divisible_by_the_patch_size():
 
 @pytest.mark.parametrize('fill', ['background', 'foreground'])
 def test_all_background_or_all_foreground_mask(tmp_path, fill):
-    """Through the real pipeline: the loss and every gradient stay finite."""
+    """Through the real pipeline: the loss and every gradient stay finite. Such files are refused
+    by default (no object; looks inverted); an all-background mask still reaches the loss when the
+    random crop cuts the object away, and an all-object one with allow_inverted=True."""
     tree = make_imagenet_s_tree(tmp_path, num_classes=4, per_class=2)
-    ids = np.full((40, 48), 0 if fill == 'background' else 300, np.int64)
+    ids = np.full((40, 48), 300, np.int64)
     for mask in tree['boxes']:
         write_mask_png(mask, ids)
     cfg = Config.fromfile(DATA_CONFIG)
+    assert cfg.train_pipeline[1]['type'] == 'LoadForegroundMask'
+    cfg.train_pipeline[1]['allow_inverted'] = True
     cfg.train_pipeline[2]['transforms'][0]['scale'] = (36, 36)
     cfg.train_pipeline[2]['transforms'][1]['crop_size'] = 32
     ds = paper_dataset(tree, pipeline=cfg.train_pipeline)
     batch = pseudo_collate([ds[i] for i in range(4)])
+    if fill == 'background':                      # the object cropped away
+        for sample in batch['data_samples']:
+            sample.fg_mask = sample.fg_mask * 0
     assert all(float(s.fg_mask.mean()) == (fill == 'foreground') for s in batch['data_samples'])
     model = paper_model()
     losses = assert_finite_step(model, model.data_preprocessor(batch, True))
