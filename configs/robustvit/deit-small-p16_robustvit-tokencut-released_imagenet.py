@@ -1,7 +1,7 @@
 # TokenCut fine-tuning of DeiT-S/16 with the released TokenCut script's values
 # (`imagenet_finetune_tokencut.py`; docs/faithfulness.md#tokencut-recipe): lambda_seg 0.1,
 # lambda_acc 1, lambda_bg 1, lambda_fg 0.3, batch 10, 150 epochs. The lr stays the model's RobustViT
-# lr (the script's single default was 3e-6), now for batch 10.
+# lr (the script's single default is 3e-6), here with batch 10.
 _base_ = './deit-small-p16_robustvit-tokencut_imagenet.py'
 
 model = dict(
