@@ -349,3 +349,25 @@ def test_configs_readme_lr_and_temperature_are_the_configs():
         loss = cfg.model.get('head') if cfg.model.get('head') else cfg.model.loss
         assert (cfg.optim_wrapper.optimizer.lr, loss.temperature) == (float(lr), float(temperature)), \
             config
+
+
+def demo_numbers(text, first_header):
+    """{(metric, arm position): cells} of the per-seed table that starts with ``first_header``."""
+    table = text[text.index(first_header):]
+    rows = table[:table.index('\n\n')].splitlines()[2:]
+    numbers, metric, position = {}, None, 0
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip().strip('|').split('|')]
+        position = position + 1 if cells[0] in ('', metric) else 0
+        metric = cells[0] or metric
+        numbers[(metric, position)] = cells[2:]
+    return numbers
+
+
+def test_readme_demo_table_is_the_one_in_docs_demo():
+    """The held-out demo numbers appear in README and docs/demo.md: the two tables agree."""
+    with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
+        readme = demo_numbers(f.read(), '| metric | arm | seed 100 |')
+    with open(osp.join(REPO, 'docs', 'demo.md'), encoding='utf-8') as f:
+        demo = demo_numbers(f.read(), '| metric | arm | seed 100 | seed 101 |')
+    assert len(readme) == 9 and readme == demo
