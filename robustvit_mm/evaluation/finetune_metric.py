@@ -10,8 +10,8 @@ from mmpretrain.registry import METRICS
 @METRICS.register_module()
 class RelevanceFinetuneMetric(BaseMetric):
     """Sample-weighted means of the per-sample loss terms a relevance-guided classifier attaches in
-    val/test (``data_sample.relevance_losses``), their total ``loss`` (the released code's validation loss)
-    and the relevance-vs-mask ``relevance_iou``. Use with
+    val/test (``data_sample.relevance_losses``), their total ``loss`` (the released code's
+    validation loss) and the relevance-vs-mask ``relevance_iou``. Use with
     ``default_hooks.checkpoint.save_best='relevance/loss'`` and ``rule='less'``.
     """
     default_prefix = 'relevance'
