@@ -3,9 +3,9 @@ are the ones CI runs.
 
 The paper's numbering (Chefer, Schwartz, Wolf, NeurIPS 2022, main text and appendices): Sections 1-6
 (no numbered subsections), eq. 1-10, Tables 1-12, Figures 1-15, Appendices A-J. What each equation
-is: eq. 1 L_bg, eq. 2 L_fg, eq. 3 L_relevance, eq. 4 L_classification (confidence boosting), eq. 5 the
-overall loss (Section 3); eq. 6-7 GAE (Appendix B); eq. 8 the baselines' ground-truth CE, eq. 9
-GradMask, eq. 10 RRR (Appendix C).
+is: eq. 1 L_bg, eq. 2 L_fg, eq. 3 L_relevance, eq. 4 L_classification (confidence boosting),
+eq. 5 the overall loss (Section 3); eq. 6-7 GAE (Appendix B); eq. 8 the baselines'
+ground-truth CE, eq. 9 GradMask, eq. 10 RRR (Appendix C).
 """
 import os.path as osp
 import re
@@ -21,7 +21,7 @@ TABLES = range(1, 13)
 FIGURES = range(1, 16)
 APPENDICES = 'ABCDEFGHIJ'
 
-# Words of which at least one must appear beside a citation of each equation (same or previous line):
+# Words of which one must appear beside a citation of each equation (same or previous line):
 # an equation number that names another equation's term fails.
 EQUATION_TERMS = {
     1: r'background|L_bg|\bbg\b',
@@ -119,7 +119,8 @@ def citations_not_in_the_paper(path):
     for number, kind, values, line in paper_citations(text):
         for value in values:
             if not isinstance(value, int) or value not in valid[kind]:
-                wrong.append(f'{rel(path)}:{number}: {kind} {value} is not in the paper: {line.strip()}')
+                wrong.append(f'{rel(path)}:{number}: {kind} {value} is not in the paper: '
+                             f'{line.strip()}')
     for number, line in enumerate(text.splitlines(), 1):
         for match in APPENDIX.finditer(line):
             for letter in re.findall(r'[A-Z]', match.group(1)):
@@ -269,7 +270,8 @@ def test_tests_the_docs_name_exist(path):
             defined |= set(re.findall(r'^def (test_\w+)', f.read(), re.M))
     with open(path, encoding='utf-8') as f:
         text = f.read()
-    missing = [p for p in re.findall(r'tests/[\w/]+\.py', text) if not osp.exists(osp.join(REPO, p))]
+    missing = [p for p in re.findall(r'tests/[\w/]+\.py', text)
+               if not osp.exists(osp.join(REPO, p))]
     missing += [name for name in re.findall(r'(?<![\w/.])(test_\w+)(?![\w/]|\.py)', text)
                 if name not in defined and name not in CONFIG_KEYS]
     assert not missing, f'{rel(path)} names tests that do not exist: {sorted(set(missing))}'
@@ -288,7 +290,7 @@ def test_files_of_this_repository_the_docs_name_exist(path):
 
 
 def test_readme_lists_every_registered_name_in_its_registry():
-    """README's table of registered names is the package's registrations, each in the registry named."""
+    """README's table of registered names is the package's registrations, each in its registry."""
     import mmpretrain.registry as registries
 
     import robustvit_mm  # noqa: F401  (registers everything)
@@ -302,8 +304,8 @@ def test_readme_lists_every_registered_name_in_its_registry():
         for name in re.findall(r'`(\w+)`', names):
             assert getattr(registries, registry).get(name) is not None, (name, registry)
             listed.add((registry, name))
-    ours = {(registry, name) for registry in ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS',
-                                              'LOG_PROCESSORS')
+    kinds = ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'HOOKS', 'LOG_PROCESSORS')
+    ours = {(registry, name) for registry in kinds
             for name, cls in getattr(registries, registry).module_dict.items()
             if cls.__module__.startswith('robustvit_mm')}
     assert listed == ours, f'registered but not in README: {sorted(ours - listed)}'
@@ -342,13 +344,14 @@ def test_configs_readme_lr_and_temperature_are_the_configs():
     folder = osp.join(REPO, 'configs', 'robustvit')
     with open(osp.join(folder, 'README.md'), encoding='utf-8') as f:
         text = f.read()
-    rows = re.findall(r'^\| [^|]+ \| `([\w.-]+\.py)` \| [^|]+ \| ([\d.e-]+) \| ([\d.]+) \|$', text, re.M)
+    row = r'^\| [^|]+ \| `([\w.-]+\.py)` \| [^|]+ \| ([\d.e-]+) \| ([\d.]+) \|$'
+    rows = re.findall(row, text, re.M)
     assert len(rows) == 9
     for config, lr, temperature in rows:
         cfg = Config.fromfile(osp.join(folder, config))
         loss = cfg.model.get('head') if cfg.model.get('head') else cfg.model.loss
-        assert (cfg.optim_wrapper.optimizer.lr, loss.temperature) == (float(lr), float(temperature)), \
-            config
+        configured = (cfg.optim_wrapper.optimizer.lr, loss.temperature)
+        assert configured == (float(lr), float(temperature)), config
 
 
 def demo_numbers(text, first_header):
