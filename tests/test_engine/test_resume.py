@@ -253,51 +253,58 @@ def test_checkpoint_writes_are_atomic_and_the_old_file_goes_only_after(tmp_path)
     assert backend.remove.__func__ is LocalBackend.remove   # restored
 
 
-KILL_MODULE = '''
+FAULT_MODULE = '''
 import os
+import resource
 import signal
 import sys
 
 
-def _kill_when_epoch_2_is_written(event, args):
-    """kill -9 of this process as it opens epoch_2.pth (or its temporary file) for writing."""
+def _fault_when_epoch_2_is_written(event, args):
+    """As this process opens epoch_2.pth (or its temporary file) for writing: kill -9 it, or limit
+    its file size so that the write fails part-way (EFBIG), as FAULT says."""
     if event == 'open' and args and 'epoch_2.pth' in str(args[0]) and (
             'w' in str(args[1]) or args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)):
-        print('KILL -9 while writing', args[0], flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
+        print('FAULT', os.environ['FAULT'], 'while writing', args[0], flush=True)
+        if os.environ['FAULT'] == 'kill':
+            os.kill(os.getpid(), signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
 
-sys.addaudithook(_kill_when_epoch_2_is_written)
+sys.addaudithook(_fault_when_epoch_2_is_written)
 '''
 
 
 @pytest.mark.slow
-def test_kill_9_while_a_checkpoint_is_written_then_resume_ends_like_the_uninterrupted_run(
-        tmp_path):
+@pytest.mark.parametrize('fault', ['kill', 'fsize'])
+def test_a_checkpoint_write_killed_or_failing_part_way_then_resume_ends_like_the_uninterrupted_run(
+        tmp_path, fault):
     tree = make_tree(tmp_path / 'data')
-    (tmp_path / 'kill_on_epoch_2_write.py').write_text(KILL_MODULE)
+    (tmp_path / 'fault_on_epoch_2_write.py').write_text(FAULT_MODULE)
     pretrained = tmp_path / 'pretrained.pth'
     config = write_config(tmp_path / 'tiny_2e.py', tree, pretrained, epochs=2)
-    killed_config = write_config(
-        tmp_path / 'tiny_2e_kill.py', tree, pretrained, epochs=2,
-        extra="custom_imports = dict(imports=['robustvit_mm', 'kill_on_epoch_2_write'], "
+    faulty_config = write_config(
+        tmp_path / 'tiny_2e_fault.py', tree, pretrained, epochs=2,
+        extra="custom_imports = dict(imports=['robustvit_mm', 'fault_on_epoch_2_write'], "
               "allow_failed_imports=False)\n")
     save_pretrained(config, pretrained)
-    straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+    straight, faulty = str(tmp_path / 'straight'), str(tmp_path / 'faulty')
     a = start('train.py', config, '--work-dir', straight)
-    b = start('train.py', killed_config, '--work-dir', killed,
-              env=tool_env(PYTHONPATH=str(tmp_path)))
+    b = start('train.py', faulty_config, '--work-dir', faulty,
+              env=tool_env(PYTHONPATH=str(tmp_path), FAULT=fault))
     finish(a)
     out = finish(b, expect_ok=False)
-    assert 'KILL -9 while writing' in out, out[-3000:]
+    assert f'FAULT {fault} while writing' in out, out[-3000:]
+    if fault == 'fsize':
+        assert 'File too large' in out, out[-3000:]
     # Nothing that looks finished: no epoch_2.pth; epoch_1.pth (max_keep_ckpts=1) still there.
-    assert not osp.exists(osp.join(killed, 'epoch_2.pth'))
-    assert osp.isfile(osp.join(killed, 'epoch_1.pth'))
-    out = run('train.py', config, '--work-dir', killed, '--resume')
+    assert not osp.exists(osp.join(faulty, 'epoch_2.pth'))
+    assert osp.isfile(osp.join(faulty, 'epoch_1.pth'))
+    out = run('train.py', config, '--work-dir', faulty, '--resume')
     assert 'resumed epoch: 1' in out.lower(), out[-3000:]
     assert_same_state(load_state(osp.join(straight, 'epoch_2.pth'))['state_dict'],
-                      load_state(osp.join(killed, 'epoch_2.pth'))['state_dict'], 'epoch 2')
-    assert not osp.exists(osp.join(killed, 'epoch_1.pth'))     # removed once epoch 2 was complete
+                      load_state(osp.join(faulty, 'epoch_2.pth'))['state_dict'], 'epoch 2')
+    assert not osp.exists(osp.join(faulty, 'epoch_1.pth'))     # removed once epoch 2 was complete
 
 
 def test_crash_safe_writes_nest(tmp_path):
