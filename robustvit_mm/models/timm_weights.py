@@ -285,6 +285,10 @@ def convert_timm_checkpoint(src, dst, target='mmpretrain', img_size=None, num_he
     else:
         raise ValueError(f"target={target!r}; use 'mmpretrain' or 'timm'")
     meta = dict(converted_from=str(src), target=target, family=family, img_size=img_size)
-    with atomic_open(dst, 'wb') as f:   # a failed write leaves no half file
-        torch.save({'state_dict': converted, 'meta': meta}, f)
+    try:
+        with atomic_open(dst, 'wb') as f:   # a failed write leaves no half file
+            torch.save({'state_dict': converted, 'meta': meta}, f)
+    except RuntimeError as error:  # torch's zip writer reports a failed write as a RuntimeError
+        raise OSError(f'could not write {dst} ({error}): is the disk full or a file-size limit '
+                      'reached? The previous file, if any, is unchanged.') from error
     return dict(family=family, tensors=len(converted))

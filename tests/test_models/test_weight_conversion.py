@@ -257,3 +257,27 @@ def test_kill_9_during_the_write_leaves_no_finished_looking_file_and_the_rerun_c
     uninterrupted = torch.load(tmp_path / 'uninterrupted.pth', weights_only=True)['state_dict']
     assert rerun.keys() == uninterrupted.keys()
     assert all(torch.equal(rerun[k], uninterrupted[k]) for k in rerun)
+
+
+FILE_SIZE_LIMIT = '''
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.argv = [sys.argv[2]] + sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def test_a_write_cut_by_a_file_size_limit_keeps_the_previous_file(tmp_path):
+    src, dst = tmp_path / 'timm.pth', tmp_path / 'out.pth'
+    torch.save(timm_model('deit3', 32).state_dict(), src)
+    dst.write_bytes(b'previous converted weights')
+    limit = src.stat().st_size // 2  # the source reads fine; the output cannot be written whole
+    proc = subprocess.run([sys.executable, '-c', FILE_SIZE_LIMIT, str(limit),
+                           osp.join(REPO, 'tools', 'convert_timm_weights.py'), str(src), str(dst)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f'could not write {dst}' in proc.stderr and 'file-size limit' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert dst.read_bytes() == b'previous converted weights'
+    assert sorted(os.listdir(tmp_path)) == ['out.pth', 'timm.pth']  # no temporary file left
