@@ -38,7 +38,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='sweep root (default: work_dirs/<name>)')
     parser.add_argument('--checkpoint', choices=('best', 'last'), default='best',
                         help='checkpoint each point is tested with (default: best, the lowest '
-                        'validation loss: this package\'s choice)')
+                        'validation loss, the released code\'s rule)')
     parser.add_argument('--lr-rule', choices=tuple(LR_RULES), default=DEFAULT_LR_RULE,
                         help='lr-grid: how the lr is selected (default: paper, Section 4\'s rule '
                         'against the pretrained model; near-best: within 1 point of the best lr)')

@@ -49,7 +49,7 @@ TRAIN_LOG, TEST_LOG = 'sweep_train.log', 'sweep_test.log'
 TEST_METRICS = 'sweep_test_metrics.json'
 REFERENCE = 'reference'   # the folder of the pretrained model's test (the paper's lr rule)
 CHECKPOINTS = {
-    'best': 'best: the config\'s best checkpoint (this package\'s choice: the lowest validation '
+    'best': 'best: the config\'s best checkpoint (the released code\'s rule: the lowest validation '
             'loss, docs/faithfulness.md#best-checkpoint; the last one when the config keeps none)',
     'last': 'last: the checkpoint of the last epoch',
 }
