@@ -38,7 +38,8 @@ def _describe(ds: ImageNetSMaskDataset) -> Dict:
     return dict(
         split=ds.split, mask_root=ds.mask_root, img_root=ds.img_root, labels=ds.labels,
         num_classes=ds.num_classes, num_samples=ds.num_samples, split_seed=ds.split_seed,
-        class_order=ds.class_order, split_file=ds.split_file, num_images=len(ds))
+        class_order=ds.class_order, split_file=ds.split_file, num_images=len(ds),
+        masks_per_class=dict(ds.masks_per_class))
 
 
 def _settings(ds: ImageNetSMaskDataset) -> str:

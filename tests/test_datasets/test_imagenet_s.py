@@ -439,6 +439,7 @@ def test_save_class_split_hook(tmp_path):
     assert record['num_train_classes'] == 3 and record['num_val_classes'] == 2
     assert record['split_seed'] == 4 and record['num_samples'] == 2
     assert record['datasets']['train_dataloader']['num_images'] == 6
+    assert record['datasets']['train_dataloader']['masks_per_class'] == dict(min=2, max=2)
     assert record['datasets']['val_dataloader']['split'] == 'val'
     assert record['datasets']['val_dataloader']['num_images'] == 2
 
