@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import List, Tuple
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -42,8 +43,6 @@ def load_image(path):
 # Writing masks and panels
 # ----------------------------------------------------------------------------------------------
 def _write_rgb_png(path, rgb):
-    import cv2
-
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(np.asarray(rgb)[..., ::-1]))  # RGB -> BGR
     if not ok:
         raise RuntimeError(f'PNG encoding failed for {path}')
