@@ -31,6 +31,9 @@ def parse_args(argv=None):
                        help='(default %(default)s)')
     p.add_argument('--p-match', type=float, default=DEMO_RECIPE['p_match'],
                    help='P(background matches the class) in the biased splits (default %(default)s)')
+    p.add_argument('--pretrain-random-share', type=float, default=0.0,
+                   help='share of pretraining images whose background is drawn over all classes '
+                        '(default %(default)s: the demo\'s data)')
     return p.parse_args(argv)
 
 
@@ -43,7 +46,7 @@ def main(argv=None):
         args.out_dir, seed=args.seed, num_classes=args.num_classes, image_size=args.image_size,
         pretrain_per_class=args.pretrain_per_class, masked_per_class=args.masked_per_class,
         masked_val_per_class=args.masked_val_per_class, test_per_class=args.test_per_class,
-        p_match=args.p_match)
+        p_match=args.p_match, pretrain_random_share=args.pretrain_random_share)
     elapsed = time.perf_counter() - start
     fresh = before is None or osp.getmtime(meta_file) != before
     state = f'written in {elapsed:.1f} s' if fresh else 'already up to date, nothing written'

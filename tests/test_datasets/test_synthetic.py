@@ -377,3 +377,28 @@ def test_config_pipelines_read_the_written_benchmark(repo_root, bench, tmp_path)
         assert not np.asarray(sample.ignore_mask).any()
     shifted = DATASETS.build(cfg.test_dataloader.dataset)
     assert len(shifted) == 6 and int(shifted[5]['data_samples'].gt_label) == 2
+
+
+def test_random_share_mixes_random_backgrounds_into_one_split():
+    base = generate_split(60, 0.9, 4, 'pretrain', num_classes=10, image_size=24)
+    same = generate_split(60, 0.9, 4, 'pretrain', num_classes=10, image_size=24, random_share=0.0)
+    for key in base:
+        np.testing.assert_array_equal(base[key], same[key])   # share 0 = the split as before
+    mixed = generate_split(60, 0.9, 4, 'pretrain', num_classes=10, image_size=24, random_share=0.5)
+    matched = float((mixed['labels'] == mixed['background_labels']).mean())
+    # half at p_match 0.9, half uniform over all 10 classes: 0.5 * 0.9 + 0.5 * 0.1 = 0.5
+    assert abs(matched - 0.5) < 0.06, matched
+    assert abs(float((base['labels'] == base['background_labels']).mean()) - 0.9) < 0.04
+
+
+def test_write_benchmark_random_share_only_touches_pretraining(tmp_path):
+    sizes = dict(seed=3, image_size=24, pretrain_per_class=20, masked_per_class=2,
+                 masked_val_per_class=2, test_per_class=4)
+    plain = synthetic.write_benchmark(tmp_path / 'plain', **sizes)
+    mixed = synthetic.write_benchmark(tmp_path / 'mixed', pretrain_random_share=1.0, **sizes)
+    assert mixed['params']['pretrain_random_share'] == 1.0
+    assert mixed['matched_background']['pretrain'] < plain['matched_background']['pretrain']
+    for split in ('masked', 'masked_val', 'test_in_dist', 'test_shifted'):
+        assert mixed['matched_background'][split] == plain['matched_background'][split]
+    with pytest.raises(ValueError, match='pretrain_random_share'):
+        synthetic.write_benchmark(tmp_path / 'bad', pretrain_random_share=1.5, **sizes)

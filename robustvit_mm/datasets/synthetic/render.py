@@ -227,7 +227,8 @@ def sample_background_labels(rng, labels, num_classes, p_match, shifted):
     return np.where(match, labels, other)
 
 
-def generate_split(num_per_class, p_match, seed, split_kind, *, num_classes=10, image_size=32):
+def generate_split(num_per_class, p_match, seed, split_kind, *, num_classes=10, image_size=32,
+                   random_share=0.0):
     """Generate a whole split in memory, class-major order (all of class 0, then class 1, ...).
 
     Args:
@@ -236,6 +237,8 @@ def generate_split(num_per_class, p_match, seed, split_kind, *, num_classes=10, 
         split_kind (str): 'pretrain' (alias 'train'), 'masked', 'masked_val', 'test_in_dist',
             'test_shifted'. Each has its own random stream derived from ``(seed, split)``; train-side
             splits use the first half of the digit samples, test splits the second half.
+        random_share (float): share of the samples whose background is drawn uniformly over ALL
+            classes instead (the rest keep ``p_match``); 0 leaves the split exactly as without it.
 
     Returns:
         dict of numpy arrays: ``images`` uint8 (N, H, W, 3) RGB, ``masks`` uint8 (N, H, W) {0, 1},
@@ -256,6 +259,9 @@ def generate_split(num_per_class, p_match, seed, split_kind, *, num_classes=10, 
     n = int(num_per_class) * num_classes
     labels = np.repeat(np.arange(num_classes, dtype=np.int64), int(num_per_class))
     backgrounds = sample_background_labels(rng, labels, num_classes, float(p_match), not biased)
+    if random_share:   # drawn only when used, so the other samples stay those of random_share=0
+        random = rng.random(n) < float(random_share)
+        backgrounds = np.where(random, rng.integers(0, num_classes, size=n), backgrounds)
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
     masks = np.empty((n, image_size, image_size), dtype=np.uint8)
     digit_indices = np.empty(n, dtype=np.int64)

@@ -18,11 +18,11 @@ __all__ = ['LAYOUT', 'write_benchmark', 'set_data_root']
 
 
 def _params(seed, num_classes, image_size, pretrain_per_class, masked_per_class,
-            masked_val_per_class, test_per_class, p_match):
+            masked_val_per_class, test_per_class, p_match, pretrain_random_share=0.0):
     return dict(seed=int(seed), num_classes=int(num_classes), image_size=int(image_size),
                 pretrain_per_class=int(pretrain_per_class), masked_per_class=int(masked_per_class),
                 masked_val_per_class=int(masked_val_per_class), test_per_class=int(test_per_class),
-                p_match=float(p_match))
+                p_match=float(p_match), pretrain_random_share=float(pretrain_random_share))
 
 
 def _read_meta(out_dir):
@@ -84,7 +84,8 @@ def _write_split(root, split, arrays, names, rows):
 
 
 def write_benchmark(out_dir, seed=0, num_classes=10, image_size=32, pretrain_per_class=500,
-                    masked_per_class=10, masked_val_per_class=5, test_per_class=100, p_match=0.9):
+                    masked_per_class=10, masked_val_per_class=5, test_per_class=100, p_match=0.9,
+                    pretrain_random_share=0.0):
     """Write the benchmark under ``out_dir`` in the layout below; return the meta dict (meta.json).
 
     Layout (``<cls>`` = ``class_0`` ..., zero-padded; file stems are the split's sample index)::
@@ -98,6 +99,8 @@ def write_benchmark(out_dir, seed=0, num_classes=10, image_size=32, pretrain_per
         samples.csv                                      split, paths, label, background_label, ...
         meta.json                                        parameters, class names, counts, version
 
+    ``pretrain_random_share``: that share of the pretraining images gets a background drawn
+    uniformly over all classes (the other splits are unchanged); 0 writes the same data as without it.
     JPEG quality 95 without chroma subsampling (small artefacts remain; masks are exact PNGs).
     If ``out_dir/meta.json`` already records the same parameters and generator version, nothing is
     written (fast). Otherwise everything is written to a temporary sibling directory which is then
@@ -107,10 +110,12 @@ def write_benchmark(out_dir, seed=0, num_classes=10, image_size=32, pretrain_per
     _check_num_classes(num_classes)
     _check_image_size(image_size)
     _check_p_match(p_match)
+    if not 0.0 <= float(pretrain_random_share) <= 1.0:
+        raise ValueError(f'pretrain_random_share must be in [0, 1], got {pretrain_random_share!r}')
     params = _params(seed, num_classes, image_size, pretrain_per_class, masked_per_class,
-                     masked_val_per_class, test_per_class, p_match)
+                     masked_val_per_class, test_per_class, p_match, pretrain_random_share)
     for key, value in params.items():
-        if key != 'p_match' and value < 0:
+        if value < 0:
             raise ValueError(f'{key} must be >= 0, got {value}')
     out_dir = osp.abspath(osp.expanduser(str(out_dir)))
     if _is_current(out_dir, params):
@@ -130,7 +135,8 @@ def write_benchmark(out_dir, seed=0, num_classes=10, image_size=32, pretrain_per
         rows, counts, matched = [], {}, {}
         for split, n in per_class.items():
             arrays = generate_split(n, p_match, seed, split, num_classes=num_classes,
-                                    image_size=image_size)
+                                    image_size=image_size,
+                                    random_share=pretrain_random_share if split == 'pretrain' else 0)
             _write_split(tmp, split, arrays, names, rows)
             counts[split] = int(len(arrays['labels']))
             matched[split] = int((arrays['labels'] == arrays['background_labels']).sum())
