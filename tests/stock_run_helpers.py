@@ -2,9 +2,10 @@
 (test_method_e2e.py, test_baselines.py) and the reliability tests (test_distributed.py,
 test_resume.py, test_bad_input.py): starting the tools, 'pretrained' tiny weights, the runs' scalars.
 
-The reliability config (``TINY_CONFIG``) inherits the paper's DeiT-S config (so the runtime base with its guard hooks, the
-schedule and the method are the real ones) and overrides only the model size, the data and a
-deterministic pipeline (Resize only: no crop, no flip), with ``DefaultSampler(shuffle=False)``.
+One tiny config (``TINY_CONFIG``, written by ``write_config``) inherits the paper's DeiT-S config (so
+the runtime base with its guard hooks, the schedule and the method are the real ones) and overrides
+only the model size and the data; ``DETERMINISTIC`` (the reliability tests: Resize only, no shuffling)
+or ``AS_CONFIGURED`` (the end-to-end tests: the released code's augmenting pipelines) fills in the rest.
 """
 import json
 import os
@@ -31,30 +32,38 @@ model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
                             feedforward_channels=96), img_size=32, patch_size=4),
     head=dict(in_channels=48))
-# Deterministic: the same pixels every epoch and in every process.
-pipeline = [
+{pipelines}{loader}
+split = dict(data_root=data_root, data_prefix=data_prefix, num_classes={num_classes},
+             num_samples=4)
+train_dataloader = dict(batch_size={batch_size}, **loader, {sampler}
+                        dataset=dict(**split, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
+test_dataloader = val_dataloader
+load_from = {ckpt!r}
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+{schedule}train_cfg = dict(max_epochs={epochs})
+default_hooks = dict(logger=dict(interval=1))
+custom_hooks = [dict(type='GAERelevanceHook', interval=2, num_samples=2)]
+randomness = dict(seed=0{deterministic})
+{extra}
+'''
+
+# Deterministic runs (the reliability tests): the same pixels every epoch and in every process, and
+# an lr that changes every epoch, so a resume must restore it.
+DETERMINISTIC = dict(
+    pipelines='''
+train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadForegroundMask'),
     dict(type='WithMask', transforms=[dict(type='Resize', scale=(32, 32), keep_ratio=False)]),
     dict(type='PackInputs', algorithm_keys=['fg_mask', 'ignore_mask']),
 ]
-loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)
-split = dict(data_root=data_root, data_prefix=data_prefix, num_classes={num_classes},
-             num_samples=4)
-train_dataloader = dict(batch_size={batch_size}, **loader,
-                        sampler=dict(type='DefaultSampler', shuffle=False),
-                        dataset=dict(**split, pipeline=pipeline))
-val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=pipeline))
-test_dataloader = val_dataloader
-load_from = {ckpt!r}
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
-param_scheduler = dict(step_size=1)  # the lr changes every epoch: a resume must restore it
-train_cfg = dict(max_epochs={epochs})
-default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='GAERelevanceHook', interval=2, num_samples=2)]
-randomness = dict(seed=0, deterministic=True)
-{extra}
-'''
+val_pipeline = train_pipeline
+''',
+    loader='loader = dict(num_workers=0, persistent_workers=False, pin_memory=False)',
+    sampler="sampler=dict(type='DefaultSampler', shuffle=False),",
+    schedule='param_scheduler = dict(step_size=1)\n',
+    deterministic=', deterministic=True')
 
 
 # The released code's augmenting pipelines (crop + flip / resize + centre crop) at 32 px, as config text.
@@ -78,16 +87,26 @@ val_pipeline = [
 '''
 
 
+# The method as the paper's config runs it (the end-to-end tests): the released code's pipelines,
+# its shuffling sampler and schedule; num_workers=0 and nothing else, so the base config must keep
+# the stock train.py from adding persistent_workers=True, which torch refuses without workers.
+AS_CONFIGURED = dict(pipelines=AUGMENTED_PIPELINES, loader='loader = dict(num_workers=0)', sampler='',
+                     schedule='', deterministic='')
+
+
 def make_tree(root, num_classes=9):
     """9 classes x 4 images: 6 training classes (24 images), 3 held-out ones (3 val images)."""
     return make_imagenet_s_tree(root, num_classes=num_classes, per_class=4, size=(40, 48))
 
 
-def write_config(path, tree, pretrained, epochs=1, batch_size=8, num_classes=6, extra=''):
+def write_config(path, tree, pretrained, epochs=1, batch_size=8, num_classes=6, extra='',
+                 run=DETERMINISTIC):
+    """The tiny run of the paper's DeiT-S config; ``run`` is DETERMINISTIC or AS_CONFIGURED."""
     with open(path, 'w') as f:
         f.write(TINY_CONFIG.format(paper=PAPER_CONFIG, root=tree['data_root'],
                                    prefix=tree['data_prefix'], ckpt=str(pretrained), epochs=epochs,
-                                   batch_size=batch_size, num_classes=num_classes, extra=extra))
+                                   batch_size=batch_size, num_classes=num_classes, extra=extra,
+                                   **run))
     return str(path)
 
 

@@ -524,8 +524,8 @@ def test_nonfinite_loss_stops_the_stock_train_py_and_keeps_the_checkpoints(tmp_p
     victim = dataset.get_data_info(5)['img_path']  # batch 1 (samples 0-7); not a hook picture
     extra = f'''
 custom_imports = dict(imports=['robustvit_mm', 'poison_on_second_visit'], allow_failed_imports=False)
-train_dataloader['dataset']['pipeline'] = pipeline[:3] + [
-    dict(type='PoisonOnSecondVisit', img_path={victim!r})] + pipeline[3:]
+train_dataloader['dataset']['pipeline'] = train_pipeline[:3] + [
+    dict(type='PoisonOnSecondVisit', img_path={victim!r})] + train_pipeline[3:]
 '''
     config = write_config(tmp_path / 'poisoned.py', tree, pretrained, epochs=2, extra=extra)
     work = str(tmp_path / 'work')

@@ -11,40 +11,13 @@ import re
 import pytest
 
 from mini_imagenet_s import make_imagenet_s_tree
-from stock_run_helpers import (AUGMENTED_PIPELINES, PAPER_CONFIG, load_state, run, save_pretrained,
-                               scalars)
-
-TINY_CONFIG = '''
-_base_ = [{paper!r}]
-data_root = {root!r}
-data_prefix = {prefix!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=48, num_layers=3, num_heads=3,
-                            feedforward_channels=96), img_size=32, patch_size=4),
-    head=dict(in_channels=48))
-# num_workers=0 and nothing else: the base config must keep the stock train.py from adding
-# persistent_workers=True, which torch refuses without workers.
-{pipelines}loader = dict(num_workers=0)
-split = dict(data_root=data_root, data_prefix=data_prefix, num_classes=4, num_samples=4)
-train_dataloader = dict(batch_size=4, **loader, dataset=dict(**split, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=2, **loader, dataset=dict(**split, pipeline=val_pipeline))
-test_dataloader = val_dataloader
-load_from = {ckpt!r}
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
-train_cfg = dict(max_epochs={epochs})
-default_hooks = dict(logger=dict(interval=1))
-custom_hooks = [dict(type='GAERelevanceHook', interval=4, num_samples=2)]
-randomness = dict(seed=0)
-'''
+from stock_run_helpers import AS_CONFIGURED, load_state, run, save_pretrained, scalars
+from stock_run_helpers import write_config as stock_write_config
 
 
 def write_config(tmp_path, tree, epochs):
-    path = tmp_path / f'tiny_{epochs}e.py'
-    path.write_text(TINY_CONFIG.format(paper=PAPER_CONFIG, root=tree['data_root'],
-                                       prefix=tree['data_prefix'], epochs=epochs,
-                                       pipelines=AUGMENTED_PIPELINES,
-                                       ckpt=str(tmp_path / 'pretrained.pth')))
-    return str(path)
+    return stock_write_config(tmp_path / f'tiny_{epochs}e.py', tree, tmp_path / 'pretrained.pth',
+                              epochs=epochs, batch_size=4, num_classes=4, run=AS_CONFIGURED)
 
 
 @pytest.mark.slow
