@@ -95,7 +95,7 @@ def apply_normalisation(cfg, model_cfg, protocol):
         cfg.data_preprocessor = dict(num_classes=1000, **copy.deepcopy(PAPER_NORM))
         if own:
             own.update(copy.deepcopy(PAPER_NORM))
-        return 'mean = std = 127.5 (paper)'
+        return 'mean = std = 127.5 (paper protocol, as the released code)'
     if own:
         norm = own
     elif model_cfg.get('data_preprocessor'):

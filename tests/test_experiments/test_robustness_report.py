@@ -117,7 +117,7 @@ def test_report_from_two_checkpoints(tmp_path, repo_root, capsys):
     assert 'Protocol: **paper**' in text and '1000-way argmax' in text
     assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in text
     assert 'ImageNet-Sketch: not found at' in text and 'merged from' in text
-    assert 'normalisation mean = std = 127.5 (paper)' in text
+    assert 'normalisation mean = std = 127.5 (paper protocol, as the released code)' in text
     assert '| ObjectNet | top-1 acc. | 0.00 | 60.00 | +60.00 |' in printed
     png = (out / 'report.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
